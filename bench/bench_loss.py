@@ -1,0 +1,155 @@
+"""Benchmark: vectorised hashing_loss vs brute-force triplet enumeration (forward + backward).
+
+Run from anywhere:  python bench/bench_loss.py [--sizes 32 64 128] [--bits 32]
+
+Prints the machine, then one table row per (mode, batch size): best-of-N times of the
+vectorised loss and of the brute force (tests/loss_bruteforce.py, the only copy; timed once
+when a single run takes over a second), their ratio, and the largest value difference. Then the
+fraction of "reference" triplets whose anchor and positive share no label, on realistic labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from loss import hashing_loss, label_similarity, reference_triplet_weights  # noqa: E402
+from tests.loss_bruteforce import (  # noqa: E402
+    brute_force_loss,
+    iapr_label_sets,
+    multi_hot,
+    zipf_label_sets,
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="batch sizes")
+    parser.add_argument("--bits", type=int, default=32, help="code length")
+    parser.add_argument(
+        "--modes", nargs="+", default=["all", "reference"], help="triplet modes to time"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="repeats; the best time is kept")
+    parser.add_argument("--margin", type=float, default=8.0, help="hinge margin")
+    parser.add_argument(
+        "--labels",
+        choices=["auto", "iapr", "zipf"],
+        default="auto",
+        help="label sets: IAPR TC-12 segment labels (auto: when present) or synthetic Zipf",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for labels and codes")
+    return parser.parse_args(argv)
+
+
+def label_sets_for(source: str, n_items: int, rng: np.random.Generator) -> list[set[int]]:
+    """Realistic label sets: IAPR TC-12 items if asked (or auto and present), else Zipf."""
+    if source in ("auto", "iapr"):
+        sets = iapr_label_sets(n_items, rng)
+        if sets is not None:
+            return sets
+        if source == "iapr":
+            raise SystemExit("--labels iapr: /work/shared/iapr-tc12-meta/items.jsonl not found")
+    return zipf_label_sets(n_items, rng)
+
+
+def best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
+    """(best seconds, last value) over repeats after one warm-up; one run only if it is slow."""
+    start = time.perf_counter()
+    value = fn()  # warm-up
+    first = time.perf_counter() - start
+    if first > 1.0:
+        return first, value
+    best = first
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def _forward_backward(loss_fn, image: torch.Tensor, text: torch.Tensor) -> Callable[[], float]:
+    def run() -> float:
+        i, t = image.clone().requires_grad_(), text.clone().requires_grad_()
+        loss = loss_fn(i, t)
+        loss.backward()
+        return loss.item()
+
+    return run
+
+
+def time_row(args: argparse.Namespace, mode: str, n_items: int) -> str:
+    rng = np.random.default_rng(args.seed + n_items)
+    label_sets = label_sets_for(args.labels, n_items, rng)
+    labels = multi_hot(label_sets)
+    gen = torch.Generator().manual_seed(args.seed + n_items)
+    image = torch.tanh(2.0 * torch.randn(n_items, args.bits, generator=gen))
+    text = torch.tanh(2.0 * torch.randn(n_items, args.bits, generator=gen))
+
+    def vectorised(i, t):
+        return hashing_loss(i, t, labels, args.margin, triplets=mode)["loss"]
+
+    def brute(i, t):
+        return brute_force_loss(i, t, label_sets, args.margin, mode)
+
+    t_vec, v_vec = best_time(_forward_backward(vectorised, image, text), args.repeats)
+    t_bf, v_bf = best_time(_forward_backward(brute, image, text), args.repeats)
+    diff = abs(v_vec - v_bf)
+    times = f"{t_vec * 1e3:>12.2f} {t_bf * 1e3:>14.1f} {t_bf / t_vec:>8.0f}"
+    return f"{mode:<10} {n_items:>5} {times} {diff:>9.1e}"
+
+
+def unrelated_fraction(label_sets: list[set[int]]) -> float:
+    """Fraction of the "reference" triplet multiset whose anchor and positive share no label."""
+    similar = label_similarity(multi_hot(label_sets))
+    weights = reference_triplet_weights(similar).double()
+    return float((weights * ~similar[:, :, None]).sum() / weights.sum())
+
+
+def fraction_report(sizes: Sequence[int], seed: int, n_batches: int = 20) -> list[str]:
+    lines = []
+    for source in ("iapr", "zipf"):
+        rng = np.random.default_rng(seed)
+        if source == "iapr" and iapr_label_sets(1, rng) is None:
+            lines.append("iapr: metadata not present, skipped")
+            continue
+        for n_items in sizes:
+            sampler = iapr_label_sets if source == "iapr" else zipf_label_sets
+            fracs = [unrelated_fraction(sampler(n_items, rng)) for _ in range(n_batches)]
+            lines.append(
+                f"{source:<5} batch {n_items:>4}: {np.mean(fracs):.3f} "
+                f"(sd {np.std(fracs):.3f} over {n_batches} batches)"
+            )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(
+        f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), python "
+        f"{platform.python_version()}"
+    )
+    print(f"forward+backward of all four terms, bits {args.bits}, labels {args.labels}, float32")
+    header = f"{'vector (ms)':>12} {'brute (ms)':>14} {'ratio':>8} {'|diff|':>9}"
+    print(f"{'triplets':<10} {'batch':>5} {header}")
+    for mode in args.modes:
+        for n_items in args.sizes:
+            print(time_row(args, mode, n_items), flush=True)
+    print('fraction of "reference" triplets whose anchor and positive share no label:')
+    for line in fraction_report(args.sizes, args.seed):
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Evaluate a checkpoint: encode queries and database, rank by Hamming distance, report mAP.
+
+    python evaluate.py --checkpoint RUN/best.pt [--data DIR] [--out DIR]
+
+The model is rebuilt from the checkpoint alone. Codes are the sign of the tanh outputs (0 -> +1).
+I2T ranks the database's text codes for each query image code; T2I the reverse. mAP is over the whole
+ranking; relevant = shares at least one label; ties at equal Hamming distance are broken by database
+index ("index", the headline number) or averaged over all orders ("tie_avg"); see metrics.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from errors import UserError
+from metrics import (  # noqa: F401  (mean_average_precision is this module's public entry point too)
+    chance_level,
+    mean_average_precision,
+    pr_curve_by_radius,
+    precision_at_n,
+)
+
+log = logging.getLogger("evaluate")
+DIRECTIONS = {"i2t": ("image", "text"), "t2i": ("text", "image"),
+              "i2i": ("image", "image"), "t2t": ("text", "text")}  # fmt: skip
+
+
+@torch.no_grad()
+def encode(model, loader, device: torch.device, amp: bool = False, desc: str = "encode") -> dict:
+    """Run the towers over a loader. Returns {"image": ±1 int8 [N, bits], "text": ..., "labels":
+    float32 [N, C], "ids": int64 [N]} (numpy; a modality is absent when the model lacks its tower)."""
+    from models import binarize
+
+    model.eval()
+    parts: dict[str, list] = {}
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}  # fmt: skip
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            codes = model(batch)
+        for name, h in codes.items():
+            parts.setdefault(name, []).append(binarize(h.float()).to(torch.int8).cpu())
+        parts.setdefault("labels", []).append(batch["labels"].float().cpu())
+        parts.setdefault("ids", []).append(batch["index"].cpu())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def retrieval_metrics(queries: dict, database: dict, directions=("i2t", "t2i")) -> dict:
+    """mAP (ties by index and tie-averaged) and chance level per direction, on encoded splits."""
+    out = {}
+    for d in directions:
+        q_mod, db_mod = DIRECTIONS[d]
+        if q_mod not in queries or db_mod not in database:
+            continue
+        args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
+        out[f"map_{d}"] = mean_average_precision(*args, ties="index")
+        out[f"map_{d}_tie_avg"] = mean_average_precision(*args, ties="average")
+        out[f"chance_{d}"] = chance_level(queries["labels"], database["labels"])
+    return out
+
+
+def format_table(results: dict) -> str:
+    """A small text table: direction, mAP (ties by index), mAP (tie-averaged), chance."""
+    rows = ["direction   mAP(index)  mAP(tie-avg)  chance"]
+    for d in DIRECTIONS:
+        if f"map_{d}" in results:
+            rows.append(f"{d.upper():<10}  {results[f'map_{d}']:.4f}      "
+                        f"{results[f'map_{d}_tie_avg']:.4f}        {results[f'chance_{d}']:.4f}")  # fmt: skip
+    return "\n".join(rows)
+
+
+def save_plots(queries: dict, database: dict, out: Path, directions=("i2t", "t2i")) -> list[Path]:
+    """PR-over-Hamming-radius and precision@N curves (PNG), one figure each, all directions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_db = len(database["labels"])
+    ns = np.unique(np.linspace(1, n_db, num=min(50, n_db)).astype(int))
+    fig_pr, ax_pr = plt.subplots(figsize=(5, 4))
+    fig_pn, ax_pn = plt.subplots(figsize=(5, 4))
+    for d in directions:
+        q_mod, db_mod = DIRECTIONS[d]
+        if q_mod not in queries or db_mod not in database:
+            continue
+        args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
+        precision, recall = pr_curve_by_radius(*args)
+        ax_pr.plot(recall, precision, marker=".", label=d.upper())
+        ax_pn.plot(ns, precision_at_n(*args, ns), label=d.upper())
+    ax_pr.set(xlabel="recall", ylabel="precision", title="PR over Hamming radius")
+    ax_pn.set(xlabel="N", ylabel="precision@N", title="Precision at N")
+    paths = []
+    for fig, ax, name in ((fig_pr, ax_pr, "pr_curve.png"), (fig_pn, ax_pn, "precision_at_n.png")):
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
+
+
+def check_labels_match(model_labels: list[str], data, path) -> None:
+    """Refuse a data folder whose label columns differ from those the model was trained on."""
+    if model_labels and list(model_labels) != list(data.label_names):
+        diff = next(i for i, (a, b) in enumerate(zip(model_labels, data.label_names)) if a != b) \
+            if len(model_labels) == len(data.label_names) else None  # fmt: skip
+        detail = (f"{len(model_labels)} labels in the checkpoint, {len(data.label_names)} in the data"
+                  if diff is None else f"column {diff}: '{model_labels[diff]}' in the checkpoint, "
+                  f"'{data.label_names[diff]}' in the data")  # fmt: skip
+        raise UserError(f"the labels of {path} do not match the checkpoint's ({detail})")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (RUN/best.pt or last.pt)")
+    p.add_argument("--data", help="prepared dataset folder (default: the one the run trained on)")
+    p.add_argument("--out", help="output folder for results.json and plots (default: RUN/eval)")
+    p.add_argument("--split-query", default="query", help="split used as queries")
+    p.add_argument("--split-database", default="database", help="split used as the database")
+    p.add_argument("--intra", action="store_true", help="also report I2I and T2T")
+    p.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                   help="bf16 autocast on CUDA")  # fmt: skip
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write PR and P@N curves as PNG")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def load_model(state: dict, device: torch.device):
+    """(model, tokenizer, config) rebuilt from a checkpoint dict alone."""
+    from models import ModelConfig, build_model
+
+    cfg = ModelConfig.from_dict(state["model_config"])
+    model, tokenizer = build_model(cfg, pretrained=False)
+    model.load_state_dict(state["model"])  # strict: a key mismatch is an error, not a silent skip
+    return model.to(device), tokenizer, cfg
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> dict:
+    from checkpoint import load_checkpoint
+    from data import HashingDataset, load_prepared, make_loader
+
+    state = load_checkpoint(args.checkpoint)
+    data_dir = args.data or state.get("args", {}).get("data")
+    if not data_dir:
+        raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
+    data = load_prepared(data_dir)
+    device = resolve_device(args.device)
+    model, tokenizer, cfg = load_model(state, device)
+    check_labels_match(cfg.label_names, data, data_dir)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    encoded = {}
+    for split in (args.split_query, args.split_database):
+        ds = HashingDataset(data, split, tokenizer=tokenizer, max_length=cfg.max_length,
+                            image_size=cfg.image_size, train=False,
+                            bow=cfg.text_encoder == "bow", images=model.image is not None)  # fmt: skip
+        loader = make_loader(ds, args.batch_size, shuffle=False, seed=0,
+                             num_workers=args.num_workers, pad_id=pad_id(tokenizer))  # fmt: skip
+        encoded[split] = encode(model, loader, device, args.amp, desc=f"encode {split}")
+    q, db = encoded[args.split_query], encoded[args.split_database]
+    directions = default_directions(model, args.intra)
+    results = retrieval_metrics(q, db, directions)
+    results.update(checkpoint=str(args.checkpoint), epoch=state.get("epoch"), bits=cfg.bits,
+                   n_query=len(q["labels"]), n_database=len(db["labels"]))  # fmt: skip
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.plots:
+        save_plots(q, db, out, directions)
+    return results
+
+
+def default_directions(model, intra: bool = False) -> tuple[str, ...]:
+    """I2T and T2I (plus I2I, T2T on request); T2T alone for a text-only model."""
+    if model.image is None or model.text is None:
+        return ("t2t",) if model.image is None else ("i2i",)
+    return tuple(DIRECTIONS) if intra else ("i2t", "t2i")
+
+
+def pad_id(tokenizer) -> int:
+    return 0 if tokenizer is None or tokenizer.pad_token_id is None else tokenizer.pad_token_id
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    try:
+        results = evaluate_checkpoint(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

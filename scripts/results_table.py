@@ -1,0 +1,42 @@
+"""Print a markdown table (bits x I2T / T2I mAP, both tie policies) from run folders.
+
+    python scripts/results_table.py RUN [RUN ...]
+
+Each RUN must hold the results.json that train.py (or evaluate.py --out RUN) writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [("map_i2t", "I2T"), ("map_t2i", "T2I"), ("map_i2t_tie_avg", "I2T tie-avg"),
+           ("map_t2i_tie_avg", "T2I tie-avg"), ("chance_i2t", "chance")]  # fmt: skip
+
+
+def table(runs: list[Path]) -> str:
+    lines = ["| bits | margin | " + " | ".join(name for _, name in COLUMNS) + " | run |",
+             "|---:|---:|" + "---:|" * len(COLUMNS) + "---|"]  # fmt: skip
+    for run in runs:
+        path = run / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist (did the run finish?)")
+        r = json.loads(path.read_text())
+        cells = [f"{r[key]:.4f}" if key in r else "-" for key, _ in COLUMNS]
+        lines.append(f"| {r.get('bits', '?')} | {r.get('margin', '?')} | " + " | ".join(cells)
+                     + f" | {run} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(table([Path(a) for a in argv]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Train the image and text hashers jointly with the inter/intra-modal triplet ranking loss.
+
+    python train.py --data DIR --bits 32 --margin 12      # a prepared dataset (python data.py prepare)
+    python train.py --demo                                # generated demo data, CPU-sized settings
+
+Phases: arguments -> data -> model -> optimizer -> resume -> epochs (train, validate, checkpoint)
+-> final evaluation of the queries against the database with the best checkpoint. Model selection
+uses the validation items against the training items only; the queries are touched once, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoint import load_checkpoint, save_checkpoint
+from data import HashingDataset, load_prepared, make_loader
+from errors import UserError
+from evaluate import (
+    default_directions,
+    encode,
+    format_table,
+    load_model,
+    pad_id,
+    resolve_device,
+    retrieval_metrics,
+    save_plots,
+)
+from loss import hashing_loss
+from models import ModelConfig, build_model
+
+log = logging.getLogger("train")
+
+# The reference's settings; --demo replaces those the user did not give with DEMO_DEFAULTS.
+DEFAULTS = {"epochs": 300, "batch_size": 32, "lr": 1e-5, "bits": 32, "margin": 12.0,
+            "image_size": 224, "image_weights": "imagenet", "text_model": "bert-base-uncased",
+            "max_length": 64, "eval_every": 1, "out": "runs/train"}  # fmt: skip
+DEMO_DEFAULTS = {"epochs": 8, "batch_size": 32, "lr": 3e-4, "bits": 32, "margin": 12.0,
+                 "image_size": 64, "image_weights": "none", "text_model": "tiny",
+                 "max_length": 48, "eval_every": 2, "out": "runs/demo"}  # fmt: skip
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    a = p.add_argument
+    a("--data", help="prepared dataset folder (python data.py prepare ...)")
+    a("--demo", action="store_true", help="generate and prepare the demo dataset, CPU-sized settings")
+    a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
+    a("--out", help="run folder (default runs/train; runs/demo with --demo)")
+    a("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
+    a("--batch-size", type=int, help="pairs per step (default 32)")
+    a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
+    a("--weight-decay", type=float, default=5e-4, help="Adam weight decay (L2)")
+    a("--optimizer", choices=("joint", "separate"), default="joint",
+      help="joint: one learning rate; separate: --image-lr and --text-lr per tower")
+    a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
+    a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
+    a("--bits", type=int, help="code length (default 32)")
+    a("--margin", type=float, help="triplet margin on squared distances (default 12 at 32 bits)")
+    a("--triplets", choices=("all", "hard", "reference"), default="all",
+      help="all valid triplets, batch-hard, or the reference implementation's triplet set")
+    a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
+    a("--modalities", choices=("both", "text"), default="both",
+      help="both towers, or the text tower alone (T->T loss and metric)")
+    a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
+    a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
+    a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
+    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
+    a("--pooling", choices=("cls", "mean"), default="cls", help="text feature: [CLS] or masked mean")
+    a("--max-length", type=int, help="tokens per caption (default 64)")
+    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
+    a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    a("--device", default="auto", help="auto | cpu | cuda")
+    a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
+    a("--num-workers", type=int, default=0, help="data loader worker processes")
+    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
+    args = p.parse_args(argv)
+    args.given = sorted(k for k, v in vars(args).items() if v is not None and v != p.get_default(k))
+    for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse impossible combinations before any work starts."""
+    rules = [(args.bits >= 1, f"--bits must be >= 1, got {args.bits}"),
+             (args.margin >= 0, f"--margin must be >= 0, got {args.margin}"),
+             (args.batch_size >= 2, f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}"),
+             (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
+             (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+             (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
+             (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
+             (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
+             (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
+             (args.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {args.device!r}"),
+             (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo")]  # fmt: skip
+    for ok, message in rules:
+        if not ok:
+            raise UserError(message)
+    if args.optimizer == "separate" and (args.image_lr is None or args.text_lr is None):
+        raise UserError("--optimizer separate needs both --image-lr and --text-lr")
+
+
+def ensure_demo_data(demo_dir: str) -> Path:
+    """Generate and prepare the demo dataset once; later calls reuse it."""
+    import data
+
+    root = Path(demo_dir)
+    prepared = root / "prepared"
+    if not (prepared / "summary.json").is_file():
+        log.info("generating the demo dataset in %s (once)", root)
+        steps = [["demo", "--out", str(root / "raw")],
+                 ["prepare", "--iapr-root", str(root / "raw/iaprtc12"), "--saiapr-root",
+                  str(root / "raw/saiapr_tc-12"), "--out", str(prepared), "--n-query", "300",
+                  "--n-train", "1000", "--n-val", "150", "--overwrite"]]  # fmt: skip
+        for step in steps:
+            if data.main(step) != 0:
+                raise UserError(f"could not build the demo dataset: `python data.py {' '.join(step)}` "
+                                "failed (see the message above)")  # fmt: skip
+    return prepared
+
+
+def model_config(args: argparse.Namespace, data) -> ModelConfig:
+    return ModelConfig(bits=args.bits, image_encoder="none" if args.modalities == "text" else "resnet18",
+                       image_weights=args.image_weights, image_size=args.image_size,
+                       freeze_image_backbone=args.freeze_image_backbone,
+                       text_encoder=args.text_encoder, text_model=args.text_model,
+                       pooling=args.pooling, max_length=args.max_length, bow_dim=data.bow_dim(),
+                       label_names=list(data.label_names))  # fmt: skip
+
+
+def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
+    """One Adam; with --optimizer separate, one parameter group per tower with its own lr (Adam is
+    per-parameter, so this equals two separate Adam optimizers)."""
+    groups = []
+    for name, tower in (("image", model.image), ("text", model.text)):
+        if tower is None:
+            continue
+        lr = getattr(args, f"{name}_lr") if args.optimizer == "separate" else args.lr
+        params = [p for p in tower.parameters() if p.requires_grad]
+        groups.append({"params": params, "lr": lr, "name": name})
+    return torch.optim.Adam(groups, weight_decay=args.weight_decay)
+
+
+def make_split_loader(data, split, tokenizer, cfg, args, train: bool, seed: int = 0):
+    ds = HashingDataset(data, split, tokenizer=tokenizer, max_length=cfg.max_length,
+                        image_size=cfg.image_size, train=train, bow=cfg.text_encoder == "bow",
+                        images=cfg.image_encoder != "none")  # fmt: skip
+    if train and len(ds) < 2:
+        raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
+    return make_loader(ds, args.batch_size, shuffle=train, seed=seed, num_workers=args.num_workers,
+                       drop_last=train and len(ds) >= 2 * args.batch_size, pad_id=pad_id(tokenizer))  # fmt: skip
+
+
+def loss_terms(args) -> tuple[str, ...]:
+    return ("t2t",) if args.modalities == "text" else ("i2t", "t2i", "i2i", "t2t")
+
+
+def train_one_epoch(model, loader, optimizer, args, device, epoch: int) -> dict:
+    """One pass over the training loader. Returns the mean of each loss term. Raises
+    FloatingPointError (naming epoch, step and item ids) on a non-finite loss."""
+    model.train()
+    sums: dict[str, float] = {}
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(bar):
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}  # fmt: skip
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            codes = model(batch)
+        out = hashing_loss(codes.get("image"), codes.get("text"), batch["labels"], args.margin,
+                           triplets=args.triplets, quant_weight=args.quant_weight,
+                           terms=loss_terms(args))  # fmt: skip
+        if not torch.isfinite(out["loss"]):
+            ids = batch["index"].tolist()
+            raise FloatingPointError(f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, "
+                                     f"step {step}, batch item ids {ids}")  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        bar.set_postfix(loss=f"{float(out['loss']):.3f}")
+    return {k: v / max(1, len(loader)) for k, v in sums.items()}
+
+
+def rng_state() -> dict:
+    """Every RNG the run draws from, as plain types (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+            "python": {"version": version, "internal": list(internal), "gauss": gauss}}  # fmt: skip
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = np.array(n["keys"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+def write_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def setup_logging(out: Path) -> None:
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(out / "train.log")):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+
+
+def prepare_run(args: argparse.Namespace):
+    """Data, model, tokenizer, optimizer and start state (fresh, or resumed from last.pt)."""
+    data = load_prepared(ensure_demo_data(args.demo_dir) if args.demo else args.data)
+    args.data = str(data.root)
+    state = load_checkpoint(Path(args.out) / "last.pt") if args.resume else None
+    torch.manual_seed(args.seed)
+    if state is None:
+        cfg = model_config(args, data)
+        model, tokenizer = build_model(cfg, captions=data.captions(data.splits["train"]))
+    else:
+        model, tokenizer, cfg = load_model(state, torch.device("cpu"))
+    optimizer = build_optimizer(args, model)
+    start = {"epoch": 0, "best": -math.inf, "best_epoch": None}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = {"epoch": state["epoch"], "best": state["best"], "best_epoch": state["best_epoch"]}
+        log.info("resumed from %s at epoch %d", Path(args.out) / "last.pt", state["epoch"])
+    return data, model, tokenizer, cfg, optimizer, start
+
+
+def validate(model, data, tokenizer, cfg, args, device) -> dict:
+    """mAP of the validation items (queries) against the training items (database)."""
+    enc = {s: encode(model, make_split_loader(data, s, tokenizer, cfg, args, train=False), device,
+                     args.amp, desc=f"encode {s}") for s in ("val", "train")}  # fmt: skip
+    res = retrieval_metrics(enc["val"], enc["train"], default_directions(model))
+    return {f"val_{k}": v for k, v in res.items()}
+
+
+def selection_score(val: dict) -> float:
+    """Mean of the tie-by-index mAPs reported (I2T and T2I, or T2T alone)."""
+    maps = [v for k, v in val.items() if k.startswith("val_map_") and not k.endswith("tie_avg")]
+    return float(np.mean(maps))
+
+
+def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) -> None:
+    loader = make_split_loader(data, "train", tokenizer, cfg, args, train=True, seed=args.seed)
+    best, best_epoch = start["best"], start["best_epoch"]
+    for epoch in tqdm(range(start["epoch"] + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True,
+                      initial=start["epoch"], total=args.epochs):  # fmt: skip
+        t0 = time.perf_counter()
+        loader.generator.manual_seed(args.seed * 100_003 + epoch)  # shuffling fixed per epoch
+        record = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, args, device, epoch)}
+        record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
+            record.update(validate(model, data, tokenizer, cfg, args, device))
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        state = {"model": model.state_dict(), "model_config": cfg.to_dict(),
+                 "optimizer": optimizer.state_dict(), "epoch": epoch, "args": vars(args),
+                 "rng": rng_state()}  # fmt: skip
+        if "val_map_t2t" in record or "val_map_i2t" in record:
+            score = selection_score(record)
+            if score > best:
+                best, best_epoch = score, epoch
+                save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
+        save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
+        write_jsonl(out / "metrics.jsonl", record)
+        log.info("epoch %d  loss %.4f  %s  %.1fs", epoch, record["loss"],
+                 "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
+                 record["seconds"])  # fmt: skip
+
+
+def final_evaluation(args, data, tokenizer, cfg, device, out: Path) -> dict:
+    """The queries against the database, with the weights of best.pt: the reported numbers."""
+    state = load_checkpoint(out / "best.pt")
+    model, _, _ = load_model(state, device)
+    enc = {s: encode(model, make_split_loader(data, s, tokenizer, cfg, args, train=False), device,
+                     args.amp, desc=f"encode {s}") for s in ("query", "database")}  # fmt: skip
+    results = retrieval_metrics(enc["query"], enc["database"], default_directions(model))
+    results.update(best_epoch=state["epoch"], bits=cfg.bits, margin=args.margin,
+                   n_query=len(enc["query"]["labels"]), n_database=len(enc["database"]["labels"]))  # fmt: skip
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_plots(enc["query"], enc["database"], out, default_directions(model))
+    return results
+
+
+RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers")
+
+
+def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """--resume continues with the run's saved arguments; only RESUME_OVERRIDES given on the
+    command line (e.g. more --epochs, another --device) replace them."""
+    path = Path(args.out) / "args.json"
+    if not path.is_file():
+        raise UserError(f"--resume: {path} does not exist; is --out the folder of an earlier run?")
+    saved = json.loads(path.read_text())
+    for key in RESUME_OVERRIDES:
+        if key in args.given:
+            saved[key] = getattr(args, key)
+    return argparse.Namespace(**{**saved, "resume": True, "given": args.given})
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        args = resumed_args(args)
+    check_args(args)
+    out = Path(args.out)
+    if not args.resume and (out / "last.pt").exists():
+        raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or "
+                        "choose another --out")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    setup_logging(out)
+    device = resolve_device(args.device)
+    args.amp = bool(args.amp and device.type == "cuda")
+    data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
+    model.to(device)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+    log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
+             data.root, {k: len(v) for k, v in data.splits.items()}, cfg.bits, cfg.image_encoder,
+             cfg.text_encoder, cfg.text_model, device)  # fmt: skip
+    try:
+        fit(args, data, model, tokenizer, cfg, optimizer, start, device, out)
+    except FloatingPointError as e:
+        log.error("stopped: %s. The last good checkpoint is %s", e, out / "last.pt")
+        return 1
+    results = final_evaluation(args, data, tokenizer, cfg, device, out)
+    log.info("final evaluation (queries vs database, best epoch %s):\n%s", results["best_epoch"],
+             format_table(results))  # fmt: skip
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
