@@ -21,6 +21,7 @@ import random
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 import formats
 from errors import UserError
@@ -230,9 +230,9 @@ def write_atomic(out: Path, files: dict[str, str], overwrite: bool) -> None:
 def _relpath(path: Path, out: Path) -> str:
     """``path`` relative to ``out`` (POSIX separators); absolute if on another drive."""
     try:
-        return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
+        return Path(os.path.relpath(path, out)).as_posix()
     except ValueError:
-        return path.resolve().as_posix()
+        return Path(os.path.abspath(path)).as_posix()
 
 
 # =========================================================================== prepare
@@ -254,7 +254,7 @@ LISTS_FLAGS = {
 
 
 def input_mode(args: argparse.Namespace) -> str:
-    """ "raw" or "lists" from the flags given; UserError on a mix or a missing partner flag."""
+    """Return "raw" or "lists" from the flags given; UserError on a mix or a missing flag."""
     raw = [f for a, f in RAW_FLAGS.items() if getattr(args, a) is not None]
     lists = [f for a, f in LISTS_FLAGS.items() if getattr(args, a) is not None]
     if raw and lists:
@@ -302,37 +302,45 @@ def _manifest_line(item: dict, out: Path) -> str:
     return json.dumps(line, ensure_ascii=False)
 
 
+def _read_input(args: argparse.Namespace, mode: str) -> tuple[list[dict], dict, dict]:
+    """(candidate items, SAIAPR label dictionary, the lists' splits) of the input flags."""
+    if mode == "raw":
+        items, wlist = formats.read_raw_layout(args.iapr_root, args.saiapr_root, args.saiapr_wlist)
+        return items, wlist, {}
+    for flag, value in (
+        ("--bow-columns", args.bow_columns),
+        ("--label-columns", args.label_columns),
+    ):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    items, given = formats.read_lists_layout(
+        args.lists, args.images, args.annotations, args.bow_columns, args.label_columns
+    )
+    return items, {}, given
+
+
 def prepare(args: argparse.Namespace) -> dict:
     """Read the input named by ``args``, drop unusable items, split, write ``args.out``.
 
     Returns the summary dict (also written as summary.json and printed).
     """
     mode = input_mode(args)
-    args.bow_columns = args.bow_columns or formats.LISTS_BOW_COLUMNS
-    args.label_columns = args.label_columns or formats.LISTS_LABEL_COLUMNS
+    defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": formats.LISTS_BOW_COLUMNS,
+                "label_columns": formats.LISTS_LABEL_COLUMNS}  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.vocab_size < 1:
         raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
     check_out(args.out, args.overwrite)
-    if mode == "raw":
-        candidates, wlist = formats.read_raw_layout(
-            args.iapr_root, args.saiapr_root, args.saiapr_wlist
-        )
-    else:
-        (candidates, given), wlist = (
-            formats.read_lists_layout(
-                args.lists, args.images, args.annotations, args.bow_columns, args.label_columns
-            ),
-            {},
-        )
+    candidates, wlist, given = _read_input(args, mode)
     kept, dropped = filter_items(candidates, args.check_images, args.strict)
     if not kept:
         raise UserError(f"no usable items: all {len(candidates)} were dropped ({dropped[0]})")
     label_names = _label_columns(args, mode, kept, wlist)
     ids = [item["id"] for item in kept]
     if mode == "raw":
-        splits = make_splits(
-            ids, args.n_query or 2000, args.n_train or 10000, args.n_val, args.seed
-        )
+        splits = make_splits(ids, args.n_query, args.n_train, args.n_val, args.seed)
     else:
         splits = lists_splits(given, set(ids), args.n_val, args.seed)
     train = set(splits["train"])
@@ -488,11 +496,13 @@ def load_prepared(root: str | Path) -> PreparedData:
 
 
 # =========================================================================== torch dataset
-def image_transform(image_size: int, train: bool) -> transforms.Compose:
+def image_transform(image_size: int, train: bool) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB -> FloatTensor [3, S, S], ImageNet-normalised.
 
     train: Resize(int(S * 1.143)) -> RandomCrop(S) -> horizontal flip; eval: Resize((S, S)).
     """
+    from torchvision import transforms  # here: importing torchvision costs seconds
+
     norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
         return transforms.Compose(
@@ -513,6 +523,18 @@ def load_image(path: Path, item_id: int) -> Image.Image:
             return image.convert("RGB")
     except Exception as exc:  # PIL raises OSError, SyntaxError, DecompressionBombError...
         raise UserError(f"item {item_id}: cannot read image {path} ({exc})") from None
+
+
+def sparse_bows(items: list[dict], vocab: list[str]) -> list[tuple[list[int], list[int]]]:
+    """(indices, counts) per manifest line: the lists' vector where the line has one, else
+    the caption's bag of words over ``vocab``."""
+    index = {word: i for i, word in enumerate(vocab)}
+    return [
+        (item["bow"]["indices"], item["bow"]["counts"])
+        if "bow" in item
+        else formats.bow_vector(item["caption"], index)
+        for item in items
+    ]
 
 
 class HashingDataset(Dataset):
@@ -550,16 +572,7 @@ class HashingDataset(Dataset):
             )
             self.input_ids = encoded["input_ids"] if encoded is not None else []
         self.bow_dim = data.bow_dim()
-        self.bow = [self._sparse_bow(item, data) for item in items] if bow else None
-
-    @staticmethod
-    def _sparse_bow(item: dict, data: PreparedData) -> tuple[list[int], list[int]]:
-        """(indices, counts): the lists' vector, else from the caption and the vocabulary."""
-        if "bow" in item:
-            return item["bow"]["indices"], item["bow"]["counts"]
-        if not hasattr(data, "_vocab_index"):
-            data._vocab_index = {w: i for i, w in enumerate(data.vocab)}
-        return formats.bow_vector(item["caption"], data._vocab_index)
+        self.bow = sparse_bows(items, data.vocab) if bow else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -668,31 +681,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_demo(args: argparse.Namespace) -> dict:
     """Generate the synthetic raw layout in ``args.out``, prepare it into ``args.out/prepared``
-    with the real protocol's proportions (10% query, 50% train, 5% val)."""
+    with 10% query, 50% train and 10% val items (the real protocol: 10% / 50% / 5%)."""
     import demo  # only this subcommand needs it
 
     roots = demo.generate_demo(
         args.out, n_items=args.n_items, image_size=args.image_size, seed=args.seed
     )
     n = args.n_items
-    argv = [
-        "prepare",
-        "--iapr-root",
-        str(roots["iapr_root"]),
-        "--saiapr-root",
-        str(roots["saiapr_root"]),
-        "--out",
-        str(args.out / "prepared"),
-        "--overwrite",
-        "--n-query",
-        str(max(1, n // 10)),
-        "--n-train",
-        str(n // 2),
-        "--n-val",
-        str(n // 20),
-        "--seed",
-        str(args.seed),
-    ]
+    flags = {"--iapr-root": roots["iapr_root"], "--saiapr-root": roots["saiapr_root"],
+             "--out": args.out / "prepared", "--n-query": max(1, n // 10), "--n-train": n // 2,
+             "--n-val": n // 10, "--seed": args.seed}  # fmt: skip
+    argv = ["prepare", "--overwrite", *(str(x) for pair in flags.items() for x in pair)]
     print("python data.py " + " ".join(argv))
     return prepare(parse_args(argv))
 

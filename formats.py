@@ -195,15 +195,24 @@ class ListRow(NamedTuple):
     line: int
 
 
-def _list_values(rest: str, source: str | Path, number: int) -> np.ndarray:
-    """The numbers after the image path as float64; UserError naming a non-number."""
+def _fromstring(rest: str, dtype: type) -> np.ndarray:
+    """Whitespace-separated numbers; an empty array where numpy cannot read them all."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy < 2.3 warns (and stops) on bad data
-            values = np.fromstring(rest, dtype=np.float64, sep=" ")  # fast path
+            warnings.simplefilter("ignore")  # numpy < 2.3 warns (and stops early) on bad data
+            return np.fromstring(rest, dtype=dtype, sep=" ")
     except ValueError:
-        values = np.empty(0)
-    if np.isfinite(values).all() and values.size == len(rest.split()):
+        return np.empty(0, dtype=dtype)
+
+
+def _list_values(rest: str, count: int, source: str | Path, number: int) -> np.ndarray:
+    """The ``count`` numbers after the image path: int64 where all are integers (fast path),
+    else float64; UserError naming the first column that is not a finite number."""
+    values = _fromstring(rest, np.int64)
+    if values.size == count:
+        return values
+    values = _fromstring(rest, np.float64)
+    if values.size == count and np.isfinite(values).all():
         return values
     for column, field in enumerate(rest.split(), start=2):
         try:
@@ -231,11 +240,11 @@ def _parse_list_line(
     stem = Path(image).stem
     if not stem.isdigit():
         raise UserError(f"{source}:{number}: expected an image path 'NN/ID.jpg', found {image!r}")
-    values = _list_values(rest, source, number)
+    values = _list_values(rest, found - 1, source, number)
     bow, bits = values[:n_bow], values[n_bow:]
     if (bow < 0).any() or (bow != np.round(bow)).any():
         raise UserError(f"{source}:{number}: bag-of-words counts must be integers >= 0")
-    if not np.isin(bits, (0.0, 1.0)).all():
+    if ((bits != 0) & (bits != 1)).any():
         raise UserError(f"{source}:{number}: label bits must be 0 or 1")
     nonzero = np.flatnonzero(bow)
     return ListRow(

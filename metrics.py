@@ -3,13 +3,14 @@
 Every function takes numpy arrays or torch tensors (converted with ``.detach().cpu().numpy()``;
 torch itself is never imported here):
 
-- codes: ``[N, bits]`` with values in {-1, +1} only (bool, int or float dtype; a 0 is rejected);
+- codes: ``[N, bits]`` with values in {-1, +1} only (int or float dtype; a 0 is rejected);
 - labels: ``[N, C]`` multi-hot with values in {0, 1} (bool, int or float dtype).
 
 A database item is *relevant* to a query when they share at least one label. Queries are
 processed in chunks of ``_CHUNK`` rows so memory stays at O(chunk * Nd). Hamming distances
-take only ``bits + 1`` values, which the ranking code exploits (a radix-sorted stable argsort
-for ties by index, per-distance bucket counts for averaged ties).
+(popcounts of packed codes) take only ``bits + 1`` values, which the ranking code exploits (a
+radix-sorted stable argsort for ties by index, per-distance bucket counts for averaged ties);
+relevance comes from packed per-label bitmaps of the database.
 
 Bad input raises :class:`MetricInputError`, which is both an ``errors.UserError`` and a
 ``ValueError``.
@@ -17,14 +18,16 @@ Bad input raises :class:`MetricInputError`, which is both an ``errors.UserError`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from errors import UserError
 
-_CHUNK = 256  # queries per chunk: bounds the [chunk, Nd] temporaries
+_CHUNK = 128  # queries per chunk: bounds the [chunk, Nd] temporaries
+_MAX_BITS = 32767  # distance * 2 + relevant must fit the uint16 bucket key
+_USE_POPCOUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0; else a float32 matrix product
 
 
 class MetricInputError(UserError, ValueError):
@@ -39,7 +42,8 @@ class MetricInputError(UserError, ValueError):
 def _as_2d(x: Any, name: str) -> np.ndarray:
     """Return ``x`` (numpy array or torch tensor) as a 2-D numpy array."""
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()  # no bf16 in numpy
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise MetricInputError(f"{name} must be a non-empty 2-D array; found shape {x.shape}")
@@ -68,10 +72,10 @@ def _codes(x: Any, name: str) -> np.ndarray:
 
 
 def _labels(x: Any, name: str) -> np.ndarray:
-    """Validated multi-hot labels as float32 ``[N, C]`` in {0, 1}."""
+    """Validated multi-hot labels as bool ``[N, C]``."""
     x = _as_2d(x, name)
     _check_values(x, (0, 1), "labels must be multi-hot 0/1", name)
-    return x.astype(np.float32)
+    return x.astype(bool)
 
 
 def _same_width(a: np.ndarray, b: np.ndarray, what: str, name_a: str, name_b: str) -> None:
@@ -84,11 +88,13 @@ def _same_width(a: np.ndarray, b: np.ndarray, what: str, name_a: str, name_b: st
 def _inputs(
     query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate the four metric inputs together; return them as float32 arrays."""
+    """Validate the four metric inputs; return codes as float32 and labels as bool arrays."""
     qc, dc = _codes(query_codes, "query_codes"), _codes(db_codes, "db_codes")
     ql, dl = _labels(query_labels, "query_labels"), _labels(db_labels, "db_labels")
     _same_width(qc, dc, "bits", "query_codes", "db_codes")
     _same_width(ql, dl, "classes", "query_labels", "db_labels")
+    if qc.shape[1] > _MAX_BITS:
+        raise MetricInputError(f"codes have {qc.shape[1]} bits; at most {_MAX_BITS} are supported")
     for side, codes, labels in (("query", qc, ql), ("db", dc, dl)):
         if codes.shape[0] != labels.shape[0]:
             raise MetricInputError(
@@ -103,10 +109,37 @@ def _inputs(
 # ---------------------------------------------------------------------------------------------
 
 
-def _hamming(qc: np.ndarray, dc_t: np.ndarray, dtype: type) -> np.ndarray:
-    """Hamming distances ``(bits - Q·Dᵀ) / 2`` from float32 ±1 codes (``dc_t`` is ``Dᵀ``)."""
+def _pack_codes(codes: np.ndarray) -> np.ndarray:
+    """±1 codes ``[N, bits]`` as uint64 words ``[N, ceil(bits/64)]`` (bit set for +1, pad 0)."""
+    n, bits = codes.shape
+    packed = np.zeros((n, 8 * ((bits + 63) // 64)), dtype=np.uint8)
+    packed[:, : (bits + 7) // 8] = np.packbits(codes > 0, axis=1)
+    return packed.view(np.uint64)
+
+
+def _distance_rows(qc: np.ndarray, dc: np.ndarray, dtype: type) -> Callable[[int, int], np.ndarray]:
+    """Return ``rows(start, stop)``: Hamming distances of queries start..stop-1, ``[n, Nd]``.
+
+    With numpy >= 2.0, popcount of XOR-ed packed words (no BLAS: a multi-threaded BLAS on this
+    small inner dimension is slower than one core). Otherwise one float32 matrix product
+    ``[Q, 1] @ [-D/2, bits/2]ᵀ = bits/2 - Q·Dᵀ/2``, exact (partial sums are multiples of 1/2
+    below 2**23).
+    """
+    if _USE_POPCOUNT:
+        q_words, d_words_t = _pack_codes(qc), np.ascontiguousarray(_pack_codes(dc).T)
+
+        def popcount_rows(start: int, stop: int) -> np.ndarray:
+            q = q_words[start:stop]
+            dist = np.zeros((q.shape[0], d_words_t.shape[1]), dtype=dtype)
+            for w in range(q.shape[1]):
+                dist += np.bitwise_count(q[:, w, None] ^ d_words_t[w])
+            return dist
+
+        return popcount_rows
     bits = qc.shape[1]
-    return ((bits - qc @ dc_t) * 0.5).astype(dtype)
+    q_ext = np.hstack([qc, np.ones((qc.shape[0], 1), np.float32)])
+    d_ext_t = np.hstack([-0.5 * dc, np.full((dc.shape[0], 1), bits / 2, np.float32)]).T.copy()
+    return lambda start, stop: (q_ext[start:stop] @ d_ext_t).astype(dtype)
 
 
 def hamming_distance(query_codes: Any, db_codes: Any) -> np.ndarray:
@@ -117,16 +150,47 @@ def hamming_distance(query_codes: Any, db_codes: Any) -> np.ndarray:
         db_codes: ``[Nd, bits]`` in {-1, +1}.
 
     Returns:
-        int32 ``[Nq, Nd]`` in ``0..bits``, computed as ``(bits - Q·Dᵀ) / 2`` (exact: the float32
-        matrix product of ±1 values is an exact integer for ``bits < 2**24``).
+        int32 ``[Nq, Nd]`` in ``0..bits``, equal to ``(bits - Q·Dᵀ) / 2`` (computed exactly, by
+        popcount of packed codes or by one float32 matrix product).
     """
     qc, dc = _codes(query_codes, "query_codes"), _codes(db_codes, "db_codes")
     _same_width(qc, dc, "bits", "query_codes", "db_codes")
-    return _hamming(qc, np.ascontiguousarray(dc.T), np.int32)
+    rows = _distance_rows(qc, dc, np.int32)
+    return np.concatenate([rows(s, s + _CHUNK) for s in range(0, qc.shape[0], _CHUNK)])
+
+
+def _label_table(dl: np.ndarray) -> np.ndarray:
+    """Database label bitmaps: uint64 ``[C+1, ceil(Nd/64)]``; bit j of row c = item j has c.
+
+    The extra last row is all zero (the padding target of :func:`_label_slots`).
+    """
+    nd, classes = dl.shape
+    table = np.zeros((classes + 1, 8 * ((nd + 63) // 64)), dtype=np.uint8)
+    table[:classes, : (nd + 7) // 8] = np.packbits(dl.T, axis=1, bitorder="little")
+    return table.view(np.uint64)
+
+
+def _label_slots(ql: np.ndarray) -> np.ndarray:
+    """Label indices of each query, intp ``[Nq, max labels]``, padded with C (no label)."""
+    counts = ql.sum(axis=1)
+    rows, cols = np.nonzero(ql)
+    slots = np.full((ql.shape[0], max(int(counts.max()), 1)), ql.shape[1], dtype=np.intp)
+    slots[rows, np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)] = cols
+    return slots
+
+
+def _relevance_rows(slots: np.ndarray, table: np.ndarray, nd: int) -> np.ndarray:
+    """bool ``[n, Nd]``: the OR of the database bitmaps of each query's labels, unpacked."""
+    bitmap = table[slots[:, 0]]
+    for k in range(1, slots.shape[1]):
+        bitmap |= table[slots[:, k]]
+    return np.unpackbits(bitmap.view(np.uint8), axis=1, count=nd, bitorder="little").view(bool)
 
 
 def relevance(query_labels: Any, db_labels: Any) -> np.ndarray:
     """Ground-truth relevance: bool ``[Nq, Nd]``, True where query and item share >= 1 label.
+
+    Computed from packed per-label bitmaps of the database (an OR over each query's labels).
 
     Args:
         query_labels: ``[Nq, C]`` multi-hot in {0, 1}.
@@ -134,27 +198,34 @@ def relevance(query_labels: Any, db_labels: Any) -> np.ndarray:
     """
     ql, dl = _labels(query_labels, "query_labels"), _labels(db_labels, "db_labels")
     _same_width(ql, dl, "classes", "query_labels", "db_labels")
-    return (ql @ dl.T) > 0  # float32 counts of shared labels are exact integers
+    return _relevance_rows(_label_slots(ql), _label_table(dl), dl.shape[0])
 
 
 def _chunks(
     qc: np.ndarray, dc: np.ndarray, ql: np.ndarray, dl: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(dist, rel)`` per chunk of queries: dist uint8/uint16 ``[c, Nd]``, rel bool."""
-    dtype = np.uint8 if qc.shape[1] <= 255 else np.uint16
-    dc_t, dl_t = np.ascontiguousarray(dc.T), np.ascontiguousarray(dl.T)
+    distance_rows = _distance_rows(qc, dc, np.uint8 if qc.shape[1] <= 255 else np.uint16)
+    table = _label_table(dl)
     for start in range(0, qc.shape[0], _CHUNK):
         stop = start + _CHUNK
-        yield _hamming(qc[start:stop], dc_t, dtype), (ql[start:stop] @ dl_t) > 0
+        yield (
+            distance_rows(start, stop),
+            _relevance_rows(_label_slots(ql[start:stop]), table, dl.shape[0]),
+        )
 
 
 def _rel_sorted(dist: np.ndarray, rel: np.ndarray) -> np.ndarray:
     """Relevance in ranking order ``[c, Nd]``: by distance, ties by database index (ascending).
 
-    ``kind="stable"`` on uint8/uint16 keys is numpy's O(n) radix sort.
+    ``kind="stable"`` on uint8/uint16 keys is numpy's O(n) radix sort; a per-row ``take`` is
+    about twice as fast as ``take_along_axis`` here.
     """
     order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(rel, order, axis=1)
+    out = np.empty_like(rel)
+    for row in range(rel.shape[0]):
+        np.take(rel[row], order[row], out=out[row])
+    return out
 
 
 def _bucket_counts(dist: np.ndarray, rel: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +251,7 @@ def _ap_index(rel_sorted: np.ndarray) -> np.ndarray:
     hits = np.cumsum(rel_sorted, axis=1, dtype=np.int32)  # relevant items up to each position
     n_rel = hits[:, -1].astype(np.float64)
     hits *= rel_sorted  # keep the cumulative count only at relevant positions
-    sums = hits @ (1.0 / np.arange(1, k + 1, dtype=np.float64))
+    sums = np.einsum("ij,j->i", hits, 1.0 / np.arange(1, k + 1, dtype=np.float64))
     return np.divide(sums, n_rel, out=np.zeros_like(sums), where=n_rel > 0)
 
 
@@ -293,8 +364,11 @@ def chance_level(query_labels: Any, db_labels: Any) -> float:
     """
     ql, dl = _labels(query_labels, "query_labels"), _labels(db_labels, "db_labels")
     _same_width(ql, dl, "classes", "query_labels", "db_labels")
-    dl_t = np.ascontiguousarray(dl.T)
-    counts = [((ql[s : s + _CHUNK] @ dl_t) > 0).sum(axis=1) for s in range(0, len(ql), _CHUNK)]
+    table, slots = _label_table(dl), _label_slots(ql)
+    counts = [
+        _relevance_rows(slots[s : s + _CHUNK], table, dl.shape[0]).sum(axis=1)
+        for s in range(0, len(ql), _CHUNK)
+    ]
     return float(np.concatenate(counts).mean() / dl.shape[0])
 
 

@@ -206,19 +206,33 @@ def _load_backbone_state(net: nn.Module, path: str) -> None:
 
 
 def train_wordpiece(captions: list[str], vocab_size: int):
-    """A lower-casing WordPiece tokenizer trained on `captions` ([CLS] x [SEP]), no network."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A lower-casing WordPiece tokenizer built from `captions` ([CLS] x [SEP]), no network.
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = list(SPECIAL_TOKENS.values())
-    tok.train_from_iterator(
-        captions, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
-    )
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    Deterministic (the `tokenizers` trainer is not): the vocabulary is the special tokens, every
+    character seen (alone and as a `##` continuation, so any word can be spelled), then the most
+    frequent words (ties alphabetical) up to `vocab_size`.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for caption in captions
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))  # fmt: skip
+    chars = sorted({ch for word in counts for ch in word})
+    vocab = list(SPECIAL_TOKENS.values()) + chars + ["##" + ch for ch in chars]
+    known = set(vocab)
+    for word in sorted(counts, key=lambda w: (-counts[w], w)):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in known:
+            vocab.append(word)
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")),
+                                                 ("[SEP]", vocab.index("[SEP]"))]  # fmt: skip
     )
     return tok
 

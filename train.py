@@ -114,22 +114,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def ensure_demo_data(demo_dir: str) -> Path:
-    """Generate and prepare the demo dataset once; later calls reuse it."""
+    """Generate and prepare the demo dataset once (`python data.py demo`); later calls reuse it."""
     import data
 
     root = Path(demo_dir)
-    prepared = root / "prepared"
-    if not (prepared / "summary.json").is_file():
+    if not (root / "prepared" / "summary.json").is_file():
         log.info("generating the demo dataset in %s (once)", root)
-        steps = [["demo", "--out", str(root / "raw")],
-                 ["prepare", "--iapr-root", str(root / "raw/iaprtc12"), "--saiapr-root",
-                  str(root / "raw/saiapr_tc-12"), "--out", str(prepared), "--n-query", "300",
-                  "--n-train", "1000", "--n-val", "150", "--overwrite"]]  # fmt: skip
-        for step in steps:
-            if data.main(step) != 0:
-                raise UserError(f"could not build the demo dataset: `python data.py {' '.join(step)}` "
-                                "failed (see the message above)")  # fmt: skip
-    return prepared
+        if data.main(["demo", "--out", str(root)]) != 0:
+            raise UserError(f"could not build the demo dataset in {root} (see the message above)")
+    return root / "prepared"
 
 
 def model_config(args: argparse.Namespace, data) -> ModelConfig:
@@ -190,7 +183,7 @@ def train_one_epoch(model, loader, optimizer, args, device, epoch: int) -> dict:
         out["loss"].backward()
         optimizer.step()
         for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
         bar.set_postfix(loss=f"{float(out['loss']):.3f}")
     return {k: v / max(1, len(loader)) for k, v in sums.items()}
 

@@ -49,6 +49,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="label sets: IAPR TC-12 segment labels (auto: when present) or synthetic Zipf",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for labels and codes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: the brute force is single-threaded Python, and "
+        "one thread is far less sensitive to other processes on a shared machine)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,14 +71,14 @@ def label_sets_for(source: str, n_items: int, rng: np.random.Generator) -> list[
 
 
 def best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
-    """(best seconds, last value) over repeats after one warm-up; one run only if it is slow."""
+    """(best seconds, last value) after a warm-up: one run if slow (> 1 s), 4x repeats if fast."""
     start = time.perf_counter()
     value = fn()  # warm-up
     first = time.perf_counter() - start
     if first > 1.0:
         return first, value
     best = first
-    for _ in range(repeats):
+    for _ in range(repeats if first > 0.05 else 4 * repeats):
         start = time.perf_counter()
         value = fn()
         best = min(best, time.perf_counter() - start)
@@ -135,10 +142,11 @@ def fraction_report(sizes: Sequence[int], seed: int, n_batches: int = 20) -> lis
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     print(
         f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), python "
-        f"{platform.python_version()}"
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"forward+backward of all four terms, bits {args.bits}, labels {args.labels}, float32")
     header = f"{'vector (ms)':>12} {'brute (ms)':>14} {'ratio':>8} {'|diff|':>9}"

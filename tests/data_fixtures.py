@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-WORDS = "red blue green house tree woman man street sky cloud mountain boat dog car".split()
+WORDS = ("red", "blue", "green", "house", "tree", "woman", "man", "street", "sky", "cloud")
 LABEL_NAMES = {3: "sky-blue", 7: "tree", 11: "man", 19: "woman", 23: "house", 40: "car"}
 UNUSED_LABELS = {90: "unused-concept"}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,7 +142,11 @@ def test_map_index_matches_brute_force(seed, bits, monkeypatch):
         assert got == pytest.approx(want, abs=1e-12), topk
 
 
-def test_map_wide_codes_use_uint16_distances():
+@pytest.mark.parametrize("popcount", [True, False])
+def test_map_wide_codes_use_uint16_distances(popcount, monkeypatch):
+    if popcount and not hasattr(np, "bitwise_count"):
+        pytest.skip("numpy < 2.0 has no bitwise_count")
+    monkeypatch.setattr(metrics, "_USE_POPCOUNT", popcount)
     qc, dc, ql, dl = random_case(4, nq=5, nd=30, bits=300, classes=4)
     want = bf_map(qc, dc, ql, dl, "index")
     assert mean_average_precision(qc, dc, ql, dl) == pytest.approx(want, abs=1e-12)
@@ -212,8 +218,12 @@ def test_random_ranking_expected_map_and_chance_level():
     assert chance == pytest.approx(r.mean() / nd, abs=1e-15)
 
 
-def test_hamming_distance_and_relevance_match_brute_force():
-    qc, dc, ql, dl = random_case(8, nq=6, nd=25, bits=16, classes=5)
+@pytest.mark.parametrize("popcount", [True, False])
+def test_hamming_distance_and_relevance_match_brute_force(popcount, monkeypatch):
+    if popcount and not hasattr(np, "bitwise_count"):
+        pytest.skip("numpy < 2.0 has no bitwise_count")
+    monkeypatch.setattr(metrics, "_USE_POPCOUNT", popcount)
+    qc, dc, ql, dl = random_case(8, nq=6, nd=150, bits=16, classes=5)  # 3 bitmap words
     dist = hamming_distance(qc, dc)
     assert dist.dtype.kind == "i"
     np.testing.assert_array_equal(dist, [bf_dist(q, dc) for q in qc])
@@ -265,6 +275,21 @@ def test_torch_tensors_accepted():
     )
     assert got == pytest.approx(want, abs=1e-12)
     np.testing.assert_array_equal(hamming_distance(tq, torch.tensor(dc)), hamming_distance(qc, dc))
+    half = mean_average_precision(
+        tq.bfloat16(), torch.tensor(dc).half(), torch.tensor(ql), torch.tensor(dl), ties="average"
+    )
+    assert half == pytest.approx(want, abs=1e-12)
+
+
+def test_benchmark_smoke_matches_reference_loop(capsys):
+    # bench/bench_eval.py compares ties="index" with a DCMH-style per-query loop and returns 1
+    # when they differ by more than 1e-9.
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_eval.py"
+    spec = importlib.util.spec_from_file_location("bench_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--nq", "30", "--nd", "300", "--bits", "16", "--repeat", "1"]) == 0
+    assert "OK: ties='index' mAP identical" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,3 +341,9 @@ def test_bad_cutoffs_raise():
     for ns in ([0], [7], [], [1.5]):
         with pytest.raises(MetricInputError, match="ns must"):
             precision_at_n(qc, dc, ql, dl, ns)
+
+
+def test_too_many_bits_raise():
+    codes = np.ones((1, 32768), dtype=np.int8)
+    with pytest.raises(MetricInputError, match="32768 bits; at most 32767"):
+        mean_average_precision(codes, codes, np.ones((1, 1)), np.ones((1, 1)))

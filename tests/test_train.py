@@ -1,0 +1,135 @@
+"""train.py and evaluate.py end to end on a tiny generated dataset with tiny models (CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import evaluate
+import train
+
+
+def run_train(prepared, out, flags, *extra) -> int:
+    return train.main(["--data", str(prepared), "--out", str(out), *flags, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_prepared, tmp_path_factory):
+    from conftest import TINY_FLAGS
+
+    out = tmp_path_factory.mktemp("run")
+    assert run_train(tiny_prepared, out, TINY_FLAGS, "--epochs", "3") == 0
+    return out
+
+
+def test_run_folder_contents(finished_run):
+    for name in ("args.json", "train.log", "metrics.jsonl", "best.pt", "last.pt", "results.json",
+                 "pr_curve.png", "precision_at_n.png"):  # fmt: skip
+        assert (finished_run / name).is_file(), name
+    lines = [json.loads(x) for x in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    for r in lines:
+        assert {"loss", "i2t", "t2i", "i2i", "t2t", "lr", "seconds", "val_map_i2t"} <= set(r)
+    results = json.loads((finished_run / "results.json").read_text())
+    for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg", "chance_i2t",
+                "chance_t2i"):  # fmt: skip
+        assert 0.0 <= results[key] <= 1.0, key
+    best = max(lines, key=lambda r: (r["val_map_i2t"] + r["val_map_t2i"]) / 2)
+    assert results["best_epoch"] == best["epoch"]  # selection by validation, first best kept
+
+
+def test_checkpoints_load_safely(finished_run):
+    state = torch.load(finished_run / "best.pt", weights_only=True)
+    assert {"model", "model_config", "optimizer", "epoch", "args", "rng", "best"} <= set(state)
+
+
+def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
+    assert evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--out", str(tmp_path)]) == 0
+    ours = json.loads((tmp_path / "results.json").read_text())
+    theirs = json.loads((finished_run / "results.json").read_text())
+    for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg", "chance_i2t"):
+        assert ours[key] == theirs[key], key
+    assert (tmp_path / "pr_curve.png").is_file()
+    assert "I2T" in capsys.readouterr().out
+
+
+def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, tiny_flags):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_train(tiny_prepared, full, tiny_flags, "--epochs", "3") == 0
+    assert run_train(tiny_prepared, part, tiny_flags, "--epochs", "1") == 0
+    assert train.main(["--out", str(part), "--resume", "--epochs", "3"]) == 0
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(part / "last.pt", weights_only=True)
+    assert b["epoch"] == 3
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    la = (full / "metrics.jsonl").read_text().splitlines()
+    lb = (part / "metrics.jsonl").read_text().splitlines()
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--bits", "0"], "--bits must be >= 1"),
+     (["--margin", "-1"], "--margin must be >= 0"),
+     (["--batch-size", "1"], "--batch-size must be >= 2"),
+     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+     (["--optimizer", "separate", "--image-lr", "1e-4"], "needs both --image-lr and --text-lr")],
+)  # fmt: skip
+def test_bad_arguments_refused(tiny_prepared, tmp_path, tiny_flags, capsys, extra, message):
+    assert run_train(tiny_prepared, tmp_path / "r", tiny_flags, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_not_a_prepared_dataset_refused(tmp_path, tiny_flags, capsys):
+    assert run_train(tmp_path, tmp_path / "r", tiny_flags) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, capsys):
+    assert run_train(tiny_prepared, finished_run, tiny_flags) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_prepared, tmp_path, tiny_flags,
+                                                    monkeypatch, caplog):  # fmt: skip
+    real_loss, calls = train.hashing_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 4:  # epoch 1 has 3 steps (60 items, batch 16, drop_last off)
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(train, "hashing_loss", poisoned)
+    assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "3") == 1
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+    log = (tmp_path / "train.log").read_text()
+    assert "non-finite loss" in log and "epoch 2" in log and "batch item ids" in log
+
+
+def test_separate_optimizer_learning_rates(tiny_prepared, tmp_path, tiny_flags):
+    flags = [*tiny_flags, "--optimizer", "separate", "--image-lr", "1e-3", "--text-lr", "2e-3"]
+    assert run_train(tiny_prepared, tmp_path, flags, "--epochs", "1") == 0
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["lr"] == {"image": 1e-3, "text": 2e-3}
+
+
+def test_evaluate_refuses_other_labels(finished_run, tmp_path, capsys):
+    import shutil
+
+    data = json.loads((finished_run / "args.json").read_text())["data"]
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    names = (other / "labels.txt").read_text().splitlines()
+    (other / "labels.txt").write_text("\n".join(reversed(names)) + "\n")
+    code = evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--data", str(other),
+                          "--out", str(tmp_path / "e")])  # fmt: skip
+    assert code == 2
+    assert "do not match the checkpoint" in capsys.readouterr().err
