@@ -29,8 +29,12 @@ from metrics import (  # noqa: F401  (mean_average_precision is this module's pu
 )
 
 log = logging.getLogger("evaluate")
-DIRECTIONS = {"i2t": ("image", "text"), "t2i": ("text", "image"),
-              "i2i": ("image", "image"), "t2t": ("text", "text")}  # fmt: skip
+DIRECTIONS = {
+    "i2t": ("image", "text"),
+    "t2i": ("text", "image"),
+    "i2i": ("image", "image"),
+    "t2t": ("text", "text"),
+}
 
 
 @torch.no_grad()
@@ -42,8 +46,10 @@ def encode(model, loader, device: torch.device, amp: bool = False, desc: str = "
     model.eval()
     parts: dict[str, list] = {}
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                 for k, v in batch.items()}  # fmt: skip
+        batch = {
+            k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             codes = model(batch)
         for name, h in codes.items():
@@ -72,8 +78,10 @@ def format_table(results: dict) -> str:
     rows = ["direction   mAP(index)  mAP(tie-avg)  chance"]
     for d in DIRECTIONS:
         if f"map_{d}" in results:
-            rows.append(f"{d.upper():<10}  {results[f'map_{d}']:.4f}      "
-                        f"{results[f'map_{d}_tie_avg']:.4f}        {results[f'chance_{d}']:.4f}")  # fmt: skip
+            rows.append(
+                f"{d.upper():<10}  {results[f'map_{d}']:.4f}      "
+                f"{results[f'map_{d}_tie_avg']:.4f}        {results[f'chance_{d}']:.4f}"
+            )
     return "\n".join(rows)
 
 
@@ -111,13 +119,15 @@ def save_plots(queries: dict, database: dict, out: Path, directions=("i2t", "t2i
 
 def check_labels_match(model_labels: list[str], data, path) -> None:
     """Refuse a data folder whose label columns differ from those the model was trained on."""
-    if model_labels and list(model_labels) != list(data.label_names):
-        diff = next(i for i, (a, b) in enumerate(zip(model_labels, data.label_names)) if a != b) \
-            if len(model_labels) == len(data.label_names) else None  # fmt: skip
-        detail = (f"{len(model_labels)} labels in the checkpoint, {len(data.label_names)} in the data"
-                  if diff is None else f"column {diff}: '{model_labels[diff]}' in the checkpoint, "
-                  f"'{data.label_names[diff]}' in the data")  # fmt: skip
-        raise UserError(f"the labels of {path} do not match the checkpoint's ({detail})")
+    theirs = list(data.label_names)
+    if not model_labels or list(model_labels) == theirs:
+        return
+    if len(model_labels) != len(theirs):
+        detail = f"{len(model_labels)} labels in the checkpoint, {len(theirs)} in the data"
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(model_labels, theirs, strict=True)) if a != b)
+        detail = f"column {i}: '{model_labels[i]}' in the checkpoint, '{theirs[i]}' in the data"
+    raise UserError(f"the labels of {path} do not match the checkpoint's ({detail})")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,10 +141,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
     p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="bf16 autocast on CUDA")  # fmt: skip
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
-                   help="write PR and P@N curves as PNG")  # fmt: skip
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA"
+    )
+    p.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write PR and P@N curves as PNG",
+    )
     return p.parse_args(argv)
 
 
@@ -172,17 +187,35 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     encoded = {}
     for split in (args.split_query, args.split_database):
-        ds = HashingDataset(data, split, tokenizer=tokenizer, max_length=cfg.max_length,
-                            image_size=cfg.image_size, train=False,
-                            bow=cfg.text_encoder == "bow", images=model.image is not None)  # fmt: skip
-        loader = make_loader(ds, args.batch_size, shuffle=False, seed=0,
-                             num_workers=args.num_workers, pad_id=pad_id(tokenizer))  # fmt: skip
+        ds = HashingDataset(
+            data,
+            split,
+            tokenizer=tokenizer,
+            max_length=cfg.max_length,
+            image_size=cfg.image_size,
+            train=False,
+            bow=cfg.text_encoder == "bow",
+            images=model.image is not None,
+        )
+        loader = make_loader(
+            ds,
+            args.batch_size,
+            shuffle=False,
+            seed=0,
+            num_workers=args.num_workers,
+            pad_id=pad_id(tokenizer),
+        )
         encoded[split] = encode(model, loader, device, args.amp, desc=f"encode {split}")
     q, db = encoded[args.split_query], encoded[args.split_database]
     directions = default_directions(model, args.intra)
     results = retrieval_metrics(q, db, directions)
-    results.update(checkpoint=str(args.checkpoint), epoch=state.get("epoch"), bits=cfg.bits,
-                   n_query=len(q["labels"]), n_database=len(db["labels"]))  # fmt: skip
+    results.update(
+        checkpoint=str(args.checkpoint),
+        epoch=state.get("epoch"),
+        bits=cfg.bits,
+        n_query=len(q["labels"]),
+        n_database=len(db["labels"]),
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.plots:
         save_plots(q, db, out, directions)

@@ -22,10 +22,19 @@ from torch import nn
 from errors import UserError
 
 TINY_TEXT_MODEL = "tiny"  # a small randomly initialised BERT with a WordPiece vocabulary built here
-TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 128}  # fmt: skip
-SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
-                  "sep_token": "[SEP]", "mask_token": "[MASK]"}  # fmt: skip
+TINY_BERT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+}
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 
 
 @dataclass
@@ -34,7 +43,9 @@ class ModelConfig:
 
     bits: int = 32
     image_encoder: str = "resnet18"  # resnet18 | none
-    image_weights: str = "imagenet"  # imagenet | none | path to a state-dict file (fresh models only)
+    image_weights: str = (
+        "imagenet"  # imagenet | none | path to a state-dict file (fresh models only)
+    )
     image_size: int = 224
     freeze_image_backbone: bool = False
     text_encoder: str = "bert"  # bert | bow | none
@@ -55,8 +66,10 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise UserError(f"model config has unknown keys {sorted(unknown)}; was the checkpoint "
-                            "written by another version of this code?")  # fmt: skip
+            raise UserError(
+                f"model config has unknown keys {sorted(unknown)}; was the checkpoint "
+                "written by another version of this code?"
+            )
         return cls(**d)
 
 
@@ -187,8 +200,10 @@ def _resnet18(weights: str | None) -> nn.Module:
 
 def _load_backbone_state(net: nn.Module, path: str) -> None:
     if not Path(path).is_file():
-        raise UserError(f"--image-weights {path}: no such file (expected 'imagenet', 'none' or a "
-                        "path to a ResNet-18 state dict)")  # fmt: skip
+        raise UserError(
+            f"--image-weights {path}: no such file (expected 'imagenet', 'none' or a "
+            "path to a ResNet-18 state dict)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -198,8 +213,10 @@ def _load_backbone_state(net: nn.Module, path: str) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
-        raise UserError(f"--image-weights {path}: not a ResNet-18 state dict (missing "
-                        f"{missing[:3]}, unexpected {unexpected[:3]})")  # fmt: skip
+        raise UserError(
+            f"--image-weights {path}: not a ResNet-18 state dict (missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 # ----------------------------------------------------------------------------- text tower
@@ -218,8 +235,11 @@ def train_wordpiece(captions: list[str], vocab_size: int):
 
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    counts = Counter(word for caption in captions
-                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))  # fmt: skip
+    counts = Counter(
+        word
+        for caption in captions
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption))
+    )
     chars = sorted({ch for word in counts for ch in word})
     vocab = list(SPECIAL_TOKENS.values()) + chars + ["##" + ch for ch in chars]
     known = set(vocab)
@@ -231,8 +251,8 @@ def train_wordpiece(captions: list[str], vocab_size: int):
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")),
-                                                 ("[SEP]", vocab.index("[SEP]"))]  # fmt: skip
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))],
     )
     return tok
 
@@ -284,10 +304,13 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
         encoder = AutoModel.from_config(AutoConfig.for_model(d.pop("model_type"), **d))
     elif cfg.text_model == TINY_TEXT_MODEL:
         if not captions:
-            raise UserError("--text-model tiny builds its vocabulary from the training captions; none given")
+            raise UserError(
+                "--text-model tiny builds its vocabulary from the training captions; none given"
+            )
         tokenizer = tokenizer_from_json(train_wordpiece(captions, cfg.tiny_vocab_size).to_str())
-        bert = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=max(cfg.max_length, 64),
-                          **TINY_BERT)  # fmt: skip
+        bert = BertConfig(
+            vocab_size=len(tokenizer), max_position_embeddings=max(cfg.max_length, 64), **TINY_BERT
+        )
         encoder = AutoModel.from_config(bert)
     elif pretrained:
         encoder, tokenizer = _load_pretrained_text(cfg.text_model)
@@ -302,8 +325,11 @@ def validate_config(cfg: ModelConfig) -> None:
     """Refuse impossible settings with the flag to change."""
     if cfg.bits < 1:
         raise UserError(f"--bits must be >= 1, got {cfg.bits}")
-    choices = {"image_encoder": ("resnet18", "none"), "text_encoder": ("bert", "bow", "none"),
-               "pooling": ("cls", "mean")}  # fmt: skip
+    choices = {
+        "image_encoder": ("resnet18", "none"),
+        "text_encoder": ("bert", "bow", "none"),
+        "pooling": ("cls", "mean"),
+    }
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             flag = "--" + key.replace("_", "-")

@@ -42,19 +42,43 @@ from models import ModelConfig, build_model
 log = logging.getLogger("train")
 
 # The reference's settings; --demo replaces those the user did not give with DEMO_DEFAULTS.
-DEFAULTS = {"epochs": 300, "batch_size": 32, "lr": 1e-5, "bits": 32, "margin": 12.0,
-            "image_size": 224, "image_weights": "imagenet", "text_model": "bert-base-uncased",
-            "max_length": 64, "eval_every": 1, "out": "runs/train"}  # fmt: skip
-DEMO_DEFAULTS = {"epochs": 8, "batch_size": 32, "lr": 3e-4, "bits": 32, "margin": 12.0,
-                 "image_size": 64, "image_weights": "none", "text_model": "tiny",
-                 "max_length": 48, "eval_every": 2, "out": "runs/demo"}  # fmt: skip
+DEFAULTS = {
+    "epochs": 300,
+    "batch_size": 32,
+    "lr": 1e-5,
+    "bits": 32,
+    "margin": 12.0,
+    "image_size": 224,
+    "image_weights": "imagenet",
+    "text_model": "bert-base-uncased",
+    "max_length": 64,
+    "eval_every": 1,
+    "out": "runs/train",
+}
+DEMO_DEFAULTS = {
+    "epochs": 8,
+    "batch_size": 32,
+    "lr": 3e-4,
+    "bits": 32,
+    "margin": 12.0,
+    "image_size": 64,
+    "image_weights": "none",
+    "text_model": "tiny",
+    "max_length": 48,
+    "eval_every": 2,
+    "out": "runs/demo",
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     a = p.add_argument
     a("--data", help="prepared dataset folder (python data.py prepare ...)")
-    a("--demo", action="store_true", help="generate and prepare the demo dataset, CPU-sized settings")
+    a(
+        "--demo",
+        action="store_true",
+        help="generate and prepare the demo dataset, CPU-sized settings",
+    )
     a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
     a("--out", help="run folder (default runs/train; runs/demo with --demo)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -62,22 +86,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--batch-size", type=int, help="pairs per step (default 32)")
     a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
     a("--weight-decay", type=float, default=5e-4, help="Adam weight decay (L2)")
-    a("--optimizer", choices=("joint", "separate"), default="joint",
-      help="joint: one learning rate; separate: --image-lr and --text-lr per tower")
+    a(
+        "--optimizer",
+        choices=("joint", "separate"),
+        default="joint",
+        help="joint: one learning rate; separate: --image-lr and --text-lr per tower",
+    )
     a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
     a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
     a("--bits", type=int, help="code length (default 32)")
     a("--margin", type=float, help="triplet margin on squared distances (default 12 at 32 bits)")
-    a("--triplets", choices=("all", "hard", "reference"), default="all",
-      help="all valid triplets, batch-hard, or the reference implementation's triplet set")
+    a(
+        "--triplets",
+        choices=("all", "hard", "reference"),
+        default="all",
+        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
+    )
     a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
-    a("--modalities", choices=("both", "text"), default="both",
-      help="both towers, or the text tower alone (T->T loss and metric)")
+    a(
+        "--modalities",
+        choices=("both", "text"),
+        default="both",
+        help="both towers, or the text tower alone (T->T loss and metric)",
+    )
     a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
     a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
     a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
     a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
-    a("--pooling", choices=("cls", "mean"), default="cls", help="text feature: [CLS] or masked mean")
+    a(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="text feature: [CLS] or masked mean",
+    )
     a("--max-length", type=int, help="tokens per caption (default 64)")
     a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
     a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
@@ -95,17 +136,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse impossible combinations before any work starts."""
-    rules = [(args.bits >= 1, f"--bits must be >= 1, got {args.bits}"),
-             (args.margin >= 0, f"--margin must be >= 0, got {args.margin}"),
-             (args.batch_size >= 2, f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}"),
-             (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
-             (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
-             (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
-             (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
-             (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
-             (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
-             (args.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {args.device!r}"),
-             (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo")]  # fmt: skip
+    rules = [
+        (args.bits >= 1, f"--bits must be >= 1, got {args.bits}"),
+        (args.margin >= 0, f"--margin must be >= 0, got {args.margin}"),
+        (
+            args.batch_size >= 2,
+            f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}",
+        ),
+        (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
+        (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
+        (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
+        (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
+        (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
+        (
+            args.device in ("auto", "cpu", "cuda"),
+            f"--device must be auto, cpu or cuda, got {args.device!r}",
+        ),
+        (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo"),
+    ]
     for ok, message in rules:
         if not ok:
             raise UserError(message)
@@ -126,12 +175,19 @@ def ensure_demo_data(demo_dir: str) -> Path:
 
 
 def model_config(args: argparse.Namespace, data) -> ModelConfig:
-    return ModelConfig(bits=args.bits, image_encoder="none" if args.modalities == "text" else "resnet18",
-                       image_weights=args.image_weights, image_size=args.image_size,
-                       freeze_image_backbone=args.freeze_image_backbone,
-                       text_encoder=args.text_encoder, text_model=args.text_model,
-                       pooling=args.pooling, max_length=args.max_length, bow_dim=data.bow_dim(),
-                       label_names=list(data.label_names))  # fmt: skip
+    return ModelConfig(
+        bits=args.bits,
+        image_encoder="none" if args.modalities == "text" else "resnet18",
+        image_weights=args.image_weights,
+        image_size=args.image_size,
+        freeze_image_backbone=args.freeze_image_backbone,
+        text_encoder=args.text_encoder,
+        text_model=args.text_model,
+        pooling=args.pooling,
+        max_length=args.max_length,
+        bow_dim=data.bow_dim(),
+        label_names=list(data.label_names),
+    )
 
 
 def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
@@ -148,13 +204,27 @@ def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
 
 
 def make_split_loader(data, split, tokenizer, cfg, args, train: bool, seed: int = 0):
-    ds = HashingDataset(data, split, tokenizer=tokenizer, max_length=cfg.max_length,
-                        image_size=cfg.image_size, train=train, bow=cfg.text_encoder == "bow",
-                        images=cfg.image_encoder != "none")  # fmt: skip
+    ds = HashingDataset(
+        data,
+        split,
+        tokenizer=tokenizer,
+        max_length=cfg.max_length,
+        image_size=cfg.image_size,
+        train=train,
+        bow=cfg.text_encoder == "bow",
+        images=cfg.image_encoder != "none",
+    )
     if train and len(ds) < 2:
         raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
-    return make_loader(ds, args.batch_size, shuffle=train, seed=seed, num_workers=args.num_workers,
-                       drop_last=train and len(ds) >= 2 * args.batch_size, pad_id=pad_id(tokenizer))  # fmt: skip
+    return make_loader(
+        ds,
+        args.batch_size,
+        shuffle=train,
+        seed=seed,
+        num_workers=args.num_workers,
+        drop_last=train and len(ds) >= 2 * args.batch_size,
+        pad_id=pad_id(tokenizer),
+    )
 
 
 def loss_terms(args) -> tuple[str, ...]:
@@ -168,17 +238,27 @@ def train_one_epoch(model, loader, optimizer, args, device, epoch: int) -> dict:
     sums: dict[str, float] = {}
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar):
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                 for k, v in batch.items()}  # fmt: skip
+        batch = {
+            k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             codes = model(batch)
-        out = hashing_loss(codes.get("image"), codes.get("text"), batch["labels"], args.margin,
-                           triplets=args.triplets, quant_weight=args.quant_weight,
-                           terms=loss_terms(args))  # fmt: skip
+        out = hashing_loss(
+            codes.get("image"),
+            codes.get("text"),
+            batch["labels"],
+            args.margin,
+            triplets=args.triplets,
+            quant_weight=args.quant_weight,
+            terms=loss_terms(args),
+        )
         if not torch.isfinite(out["loss"]):
             ids = batch["index"].tolist()
-            raise FloatingPointError(f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, "
-                                     f"step {step}, batch item ids {ids}")  # fmt: skip
+            raise FloatingPointError(
+                f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, "
+                f"step {step}, batch item ids {ids}"
+            )
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -192,9 +272,11 @@ def rng_state() -> dict:
     """Every RNG the run draws from, as plain types (loadable with weights_only=True)."""
     _, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached": cached},
-            "python": {"version": version, "internal": list(internal), "gauss": gauss}}  # fmt: skip
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -242,8 +324,16 @@ def prepare_run(args: argparse.Namespace):
 
 def validate(model, data, tokenizer, cfg, args, device) -> dict:
     """mAP of the validation items (queries) against the training items (database)."""
-    enc = {s: encode(model, make_split_loader(data, s, tokenizer, cfg, args, train=False), device,
-                     args.amp, desc=f"encode {s}") for s in ("val", "train")}  # fmt: skip
+    enc = {
+        s: encode(
+            model,
+            make_split_loader(data, s, tokenizer, cfg, args, train=False),
+            device,
+            args.amp,
+            desc=f"encode {s}",
+        )
+        for s in ("val", "train")
+    }
     res = retrieval_metrics(enc["val"], enc["train"], default_directions(model))
     return {f"val_{k}": v for k, v in res.items()}
 
@@ -257,8 +347,13 @@ def selection_score(val: dict) -> float:
 def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) -> None:
     loader = make_split_loader(data, "train", tokenizer, cfg, args, train=True, seed=args.seed)
     best, best_epoch = start["best"], start["best_epoch"]
-    for epoch in tqdm(range(start["epoch"] + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True,
-                      initial=start["epoch"], total=args.epochs):  # fmt: skip
+    for epoch in tqdm(
+        range(start["epoch"] + 1, args.epochs + 1),
+        desc="epochs",
+        dynamic_ncols=True,
+        initial=start["epoch"],
+        total=args.epochs,
+    ):
         t0 = time.perf_counter()
         loader.generator.manual_seed(args.seed * 100_003 + epoch)  # shuffling fixed per epoch
         record = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, args, device, epoch)}
@@ -266,9 +361,14 @@ def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) 
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             record.update(validate(model, data, tokenizer, cfg, args, device))
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        state = {"model": model.state_dict(), "model_config": cfg.to_dict(),
-                 "optimizer": optimizer.state_dict(), "epoch": epoch, "args": vars(args),
-                 "rng": rng_state()}  # fmt: skip
+        state = {
+            "model": model.state_dict(),
+            "model_config": cfg.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "args": vars(args),
+            "rng": rng_state(),
+        }
         if "val_map_t2t" in record or "val_map_i2t" in record:
             score = selection_score(record)
             if score > best:
@@ -276,20 +376,37 @@ def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) 
                 save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
         save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
         write_jsonl(out / "metrics.jsonl", record)
-        log.info("epoch %d  loss %.4f  %s  %.1fs", epoch, record["loss"],
-                 "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
-                 record["seconds"])  # fmt: skip
+        log.info(
+            "epoch %d  loss %.4f  %s  %.1fs",
+            epoch,
+            record["loss"],
+            "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
+            record["seconds"],
+        )
 
 
 def final_evaluation(args, data, tokenizer, cfg, device, out: Path) -> dict:
     """The queries against the database, with the weights of best.pt: the reported numbers."""
     state = load_checkpoint(out / "best.pt")
     model, _, _ = load_model(state, device)
-    enc = {s: encode(model, make_split_loader(data, s, tokenizer, cfg, args, train=False), device,
-                     args.amp, desc=f"encode {s}") for s in ("query", "database")}  # fmt: skip
+    enc = {
+        s: encode(
+            model,
+            make_split_loader(data, s, tokenizer, cfg, args, train=False),
+            device,
+            args.amp,
+            desc=f"encode {s}",
+        )
+        for s in ("query", "database")
+    }
     results = retrieval_metrics(enc["query"], enc["database"], default_directions(model))
-    results.update(best_epoch=state["epoch"], bits=cfg.bits, margin=args.margin,
-                   n_query=len(enc["query"]["labels"]), n_database=len(enc["database"]["labels"]))  # fmt: skip
+    results.update(
+        best_epoch=state["epoch"],
+        bits=cfg.bits,
+        margin=args.margin,
+        n_query=len(enc["query"]["labels"]),
+        n_database=len(enc["database"]["labels"]),
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     save_plots(enc["query"], enc["database"], out, default_directions(model))
     return results
@@ -317,8 +434,10 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     out = Path(args.out)
     if not args.resume and (out / "last.pt").exists():
-        raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or "
-                        "choose another --out")  # fmt: skip
+        raise UserError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or "
+            "choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(out)
     device = resolve_device(args.device)
@@ -326,17 +445,27 @@ def run(args: argparse.Namespace) -> int:
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-    log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
-             data.root, {k: len(v) for k, v in data.splits.items()}, cfg.bits, cfg.image_encoder,
-             cfg.text_encoder, cfg.text_model, device)  # fmt: skip
+    log.info(
+        "data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
+        data.root,
+        {k: len(v) for k, v in data.splits.items()},
+        cfg.bits,
+        cfg.image_encoder,
+        cfg.text_encoder,
+        cfg.text_model,
+        device,
+    )
     try:
         fit(args, data, model, tokenizer, cfg, optimizer, start, device, out)
     except FloatingPointError as e:
         log.error("stopped: %s. The last good checkpoint is %s", e, out / "last.pt")
         return 1
     results = final_evaluation(args, data, tokenizer, cfg, device, out)
-    log.info("final evaluation (queries vs database, best epoch %s):\n%s", results["best_epoch"],
-             format_table(results))  # fmt: skip
+    log.info(
+        "final evaluation (queries vs database, best epoch %s):\n%s",
+        results["best_epoch"],
+        format_table(results),
+    )
     return 0
 
 

@@ -140,7 +140,7 @@ def fraction_report(sizes: Sequence[int], seed: int, n_batches: int = 20) -> lis
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     print(
@@ -157,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print('fraction of "reference" triplets whose anchor and positive share no label:')
     for line in fraction_report(args.sizes, args.seed):
         print("  " + line)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,21 +11,31 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = [("map_i2t", "I2T"), ("map_t2i", "T2I"), ("map_i2t_tie_avg", "I2T tie-avg"),
-           ("map_t2i_tie_avg", "T2I tie-avg"), ("chance_i2t", "chance")]  # fmt: skip
+COLUMNS = [
+    ("map_i2t", "I2T"),
+    ("map_t2i", "T2I"),
+    ("map_i2t_tie_avg", "I2T tie-avg"),
+    ("map_t2i_tie_avg", "T2I tie-avg"),
+    ("chance_i2t", "chance"),
+]
 
 
 def table(runs: list[Path]) -> str:
-    lines = ["| bits | margin | " + " | ".join(name for _, name in COLUMNS) + " | run |",
-             "|---:|---:|" + "---:|" * len(COLUMNS) + "---|"]  # fmt: skip
+    lines = [
+        "| bits | margin | " + " | ".join(name for _, name in COLUMNS) + " | run |",
+        "|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
+    ]
     for run in runs:
         path = run / "results.json"
         if not path.is_file():
             raise SystemExit(f"error: {path} does not exist (did the run finish?)")
         r = json.loads(path.read_text())
         cells = [f"{r[key]:.4f}" if key in r else "-" for key, _ in COLUMNS]
-        lines.append(f"| {r.get('bits', '?')} | {r.get('margin', '?')} | " + " | ".join(cells)
-                     + f" | {run} |")  # fmt: skip
+        lines.append(
+            f"| {r.get('bits', '?')} | {r.get('margin', '?')} | "
+            + " | ".join(cells)
+            + f" | {run} |"
+        )
     return "\n".join(lines)
 
 

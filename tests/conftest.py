@@ -8,9 +8,26 @@ import pytest
 
 # Flags for a tiny, fast, offline model: random ResNet-18 at 32 px, a 2-layer BERT of width 64
 # with a WordPiece vocabulary trained on the training captions.
-TINY_FLAGS = ["--image-size", "32", "--image-weights", "none", "--text-model", "tiny",
-              "--bits", "16", "--margin", "6", "--batch-size", "16", "--lr", "1e-3",
-              "--max-length", "24", "--eval-every", "1"]  # fmt: skip
+TINY_FLAGS = [
+    "--image-size",
+    "32",
+    "--image-weights",
+    "none",
+    "--text-model",
+    "tiny",
+    "--bits",
+    "16",
+    "--margin",
+    "6",
+    "--batch-size",
+    "16",
+    "--lr",
+    "1e-3",
+    "--max-length",
+    "24",
+    "--eval-every",
+    "1",
+]
 
 
 @pytest.fixture(scope="session")

@@ -20,17 +20,26 @@ CAPTIONS = [
 
 
 def tiny_config(bits: int = 16, **kw) -> models.ModelConfig:
-    base = dict(bits=bits, image_weights="none", image_size=32, text_model="tiny",
-                tiny_vocab_size=120, max_length=16)  # fmt: skip
+    base = dict(
+        bits=bits,
+        image_weights="none",
+        image_size=32,
+        text_model="tiny",
+        tiny_vocab_size=120,
+        max_length=16,
+    )
     return models.ModelConfig(**{**base, **kw})
 
 
 def batch_for(tokenizer, n: int = 3, image_size: int = 32) -> dict:
     tok = tokenizer(CAPTIONS[:n], truncation=True, max_length=16, padding=True, return_tensors="pt")
     g = torch.Generator().manual_seed(0)
-    return {"image": torch.randn(n, 3, image_size, image_size, generator=g),
-            "input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
-            "bow": torch.rand(n, 30, generator=g) * 3}  # fmt: skip
+    return {
+        "image": torch.randn(n, 3, image_size, image_size, generator=g),
+        "input_ids": tok["input_ids"],
+        "attention_mask": tok["attention_mask"],
+        "bow": torch.rand(n, 30, generator=g) * 3,
+    }
 
 
 @pytest.mark.parametrize("bits", [16, 32, 64])
@@ -42,7 +51,9 @@ def test_output_shapes_and_ranges(bits):
     for name in ("image", "text"):
         assert out[name].shape == (3, bits)
         assert out[name].abs().max() < 1  # tanh: open interval
-    bow_model, _ = models.build_model(tiny_config(bits, text_encoder="bow", bow_dim=30, bow_hidden=64))
+    bow_model, _ = models.build_model(
+        tiny_config(bits, text_encoder="bow", bow_dim=30, bow_hidden=64)
+    )
     assert bow_model(batch_for(tokenizer))["text"].shape == (3, bits)
 
 
@@ -72,7 +83,9 @@ def test_rebuild_from_saved_config_and_state_dict(tmp_path):
     path = tmp_path / "m.pt"
     torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
     saved = torch.load(path, weights_only=True)
-    rebuilt, tok2 = models.build_model(models.ModelConfig.from_dict(saved["config"]), pretrained=False)
+    rebuilt, tok2 = models.build_model(
+        models.ModelConfig.from_dict(saved["config"]), pretrained=False
+    )
     rebuilt.load_state_dict(saved["model"])
     model.eval()
     rebuilt.eval()
@@ -135,11 +148,19 @@ def test_text_model_missing_folder_message(tmp_path):
 
 def test_text_model_hub_name_offline_message(tmp_path):
     """With the hub unreachable (HF_HUB_OFFLINE=1, set in a child process: no network touched)."""
-    code = ("import models\n"
-            "models.build_model(models.ModelConfig(image_encoder='none', text_model='bert-base-uncased'))")  # fmt: skip
+    code = (
+        "import models\n"
+        "models.build_model(models.ModelConfig(image_encoder='none', text_model='bert-base-uncased'))"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], env=env,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0
     assert "UserError" in r.stderr and "--text-model FOLDER" in r.stderr
 
@@ -152,12 +173,19 @@ def test_pretrained_minilm_loads_offline():
     model, tokenizer = models.build_model(cfg)
     assert model.text.encoder.config.hidden_size == 384
     model.eval()
-    tok = tokenizer(["a dog on the grass", "a puppy on a lawn", "a red car on a street"],
-                    padding=True, return_tensors="pt")  # fmt: skip
+    tok = tokenizer(
+        ["a dog on the grass", "a puppy on a lawn", "a red car on a street"],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         f = model.text.features(tok["input_ids"], tok["attention_mask"])
     f = torch.nn.functional.normalize(f, dim=1)
     # pretrained semantics: the paraphrase is closer than the unrelated sentence
     assert f[0] @ f[1] > f[0] @ f[2] + 0.1
-    rebuilt, tok2 = models.build_model(models.ModelConfig.from_dict(cfg.to_dict()), pretrained=False)
-    assert tok2(["a dog on the grass"])["input_ids"] == tokenizer(["a dog on the grass"])["input_ids"]
+    rebuilt, tok2 = models.build_model(
+        models.ModelConfig.from_dict(cfg.to_dict()), pretrained=False
+    )
+    assert (
+        tok2(["a dog on the grass"])["input_ids"] == tokenizer(["a dog on the grass"])["input_ids"]
+    )

@@ -25,16 +25,30 @@ def finished_run(tiny_prepared, tmp_path_factory):
 
 
 def test_run_folder_contents(finished_run):
-    for name in ("args.json", "train.log", "metrics.jsonl", "best.pt", "last.pt", "results.json",
-                 "pr_curve.png", "precision_at_n.png"):  # fmt: skip
+    for name in (
+        "args.json",
+        "train.log",
+        "metrics.jsonl",
+        "best.pt",
+        "last.pt",
+        "results.json",
+        "pr_curve.png",
+        "precision_at_n.png",
+    ):
         assert (finished_run / name).is_file(), name
     lines = [json.loads(x) for x in (finished_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
     for r in lines:
         assert {"loss", "i2t", "t2i", "i2i", "t2t", "lr", "seconds", "val_map_i2t"} <= set(r)
     results = json.loads((finished_run / "results.json").read_text())
-    for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg", "chance_i2t",
-                "chance_t2i"):  # fmt: skip
+    for key in (
+        "map_i2t",
+        "map_t2i",
+        "map_i2t_tie_avg",
+        "map_t2i_tie_avg",
+        "chance_i2t",
+        "chance_t2i",
+    ):
         assert 0.0 <= results[key] <= 1.0, key
     best = max(lines, key=lambda r: (r["val_map_i2t"] + r["val_map_t2i"]) / 2)
     assert results["best_epoch"] == best["epoch"]  # selection by validation, first best kept
@@ -46,7 +60,9 @@ def test_checkpoints_load_safely(finished_run):
 
 
 def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
-    assert evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--out", str(tmp_path)]) == 0
+    assert (
+        evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--out", str(tmp_path)]) == 0
+    )
     ours = json.loads((tmp_path / "results.json").read_text())
     theirs = json.loads((finished_run / "results.json").read_text())
     for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg", "chance_i2t"):
@@ -73,12 +89,14 @@ def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, tiny_flags):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--bits", "0"], "--bits must be >= 1"),
-     (["--margin", "-1"], "--margin must be >= 0"),
-     (["--batch-size", "1"], "--batch-size must be >= 2"),
-     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
-     (["--optimizer", "separate", "--image-lr", "1e-4"], "needs both --image-lr and --text-lr")],
-)  # fmt: skip
+    [
+        (["--bits", "0"], "--bits must be >= 1"),
+        (["--margin", "-1"], "--margin must be >= 0"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--optimizer", "separate", "--image-lr", "1e-4"], "needs both --image-lr and --text-lr"),
+    ],
+)
 def test_bad_arguments_refused(tiny_prepared, tmp_path, tiny_flags, capsys, extra, message):
     assert run_train(tiny_prepared, tmp_path / "r", tiny_flags, *extra) == 2
     assert message in capsys.readouterr().err
@@ -95,8 +113,9 @@ def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, caps
     assert "--resume" in capsys.readouterr().err
 
 
-def test_non_finite_loss_stops_and_keeps_checkpoint(tiny_prepared, tmp_path, tiny_flags,
-                                                    monkeypatch, caplog):  # fmt: skip
+def test_non_finite_loss_stops_and_keeps_checkpoint(
+    tiny_prepared, tmp_path, tiny_flags, monkeypatch, caplog
+):
     real_loss, calls = train.hashing_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -129,7 +148,15 @@ def test_evaluate_refuses_other_labels(finished_run, tmp_path, capsys):
     shutil.copytree(data, other)
     names = (other / "labels.txt").read_text().splitlines()
     (other / "labels.txt").write_text("\n".join(reversed(names)) + "\n")
-    code = evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--data", str(other),
-                          "--out", str(tmp_path / "e")])  # fmt: skip
+    code = evaluate.main(
+        [
+            "--checkpoint",
+            str(finished_run / "best.pt"),
+            "--data",
+            str(other),
+            "--out",
+            str(tmp_path / "e"),
+        ]
+    )
     assert code == 2
     assert "do not match the checkpoint" in capsys.readouterr().err
