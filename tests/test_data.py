@@ -1,7 +1,9 @@
-"""data.py: prepare (raw and lists input), the prepared folder, the Dataset and loader."""
+"""prepare.py (raw and lists input, the CLI via data.main) and data.py (the prepared folder,
+the Dataset and loader)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -13,6 +15,7 @@ import torch
 from PIL import Image
 
 import data
+import prepare
 from errors import UserError
 from tests.data_fixtures import (
     LABEL_NAMES,
@@ -230,7 +233,7 @@ def test_failure_mid_write_leaves_no_summary(tmp_path: Path, monkeypatch) -> Non
         written.append(path.name)
         path.write_text(text)
 
-    monkeypatch.setattr(data, "_write_file", failing_write)
+    monkeypatch.setattr(prepare, "_write_file", failing_write)
     with pytest.raises(OSError, match="disk full"):
         run_prepare(tmp_path, *SMALL)
     out = tmp_path / "prep"
@@ -250,7 +253,7 @@ def test_failure_while_replacing_unmarks_the_old_dataset(tmp_path: Path, monkeyp
         moved.append(Path(dst).name)
         real_replace(src, dst)
 
-    monkeypatch.setattr(data.os, "replace", failing_replace)
+    monkeypatch.setattr(prepare.os, "replace", failing_replace)
     with pytest.raises(OSError, match="crash"):
         run_prepare(tmp_path, *SMALL, "--seed", "2", "--overwrite")
     assert moved == ["manifest.jsonl", "labels.txt"]
@@ -458,3 +461,33 @@ def test_zero_queries_gives_no_chance_level(tmp_path: Path, capsys) -> None:
     summary = json.loads((tmp_path / "prep/summary.json").read_text())
     assert summary["splits"]["query"] == 0 and summary["chance_map"]["query_database"] is None
     assert "query->database n/a" in capsys.readouterr().out
+
+
+# =========================================================================== module split
+def test_data_does_not_import_prepare_at_module_level() -> None:
+    """Imports point one way: prepare.py imports data; data.py reaches prepare only in main."""
+    tree = ast.parse(Path(data.__file__).read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert "prepare" not in names and "data" in {
+        n.module for n in ast.parse(Path(prepare.__file__).read_text("utf-8")).body
+        if isinstance(n, ast.ImportFrom)}  # fmt: skip
+
+
+def test_prepare_main_and_data_main_write_the_same_folder(tmp_path: Path) -> None:
+    """data.main, prepare.main and data.prepare are one prepare step: same files, same summary."""
+    assert run_prepare(tmp_path, *SMALL, "--seed", "7", out="via_data") == 0
+
+    def argv(out: str) -> list[str]:
+        return ["prepare", "--iapr-root", str(tmp_path / "raw/iaprtc12"), "--saiapr-root",
+                str(tmp_path / "raw/saiapr_tc-12"), "--out", str(tmp_path / out), *SMALL,
+                "--seed", "7"]  # fmt: skip
+
+    assert prepare.main(argv("via_prepare")) == 0
+    summary = data.prepare(prepare.parse_args(argv("via_fn")))
+    assert summary == json.loads((tmp_path / "via_fn/summary.json").read_text())
+    for name in ("manifest.jsonl", "labels.txt", "splits.json", "vocab.txt", "summary.json"):
+        texts = {(tmp_path / d / name).read_text() for d in ("via_data", "via_prepare", "via_fn")}
+        assert len(texts) == 1, name
+    assert len(data.load_prepared(tmp_path / "via_prepare").items) == 40

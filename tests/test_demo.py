@@ -1,5 +1,6 @@
-"""Tests of the synthetic demo generator (demo.py): determinism, the raw IAPR / SAIAPR layout,
-label statistics, caption variety, the CLI, and that ``data.py prepare`` reads the output."""
+"""Tests of the synthetic demo generator (demo_scenes.py samples, demo.py draws and writes):
+determinism, the raw IAPR / SAIAPR layout, label statistics, caption variety, the module split,
+the CLI, and that ``data.py prepare`` reads the output."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 import demo
+import demo_scenes
 from errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +91,7 @@ def test_layout_matches_the_raw_iapr_and_saiapr_formats(tmp_path):
 
 
 def test_descriptions_carry_the_quirks_of_the_real_data():
-    descriptions = [s.description for s in demo.sample_scenes(800, seed=0)]
+    descriptions = [s.description for s in demo_scenes.sample_scenes(800, seed=0)]
     for d in descriptions:
         d.encode("cp1252")  # raises if not cp1252
         assert "<" not in d and ">" not in d
@@ -105,14 +107,14 @@ def test_descriptions_carry_the_quirks_of_the_real_data():
 
 
 def test_default_configuration_has_the_requested_label_statistics():
-    scenes = demo.sample_scenes(1500, seed=0)  # the labels of generate_demo's defaults
+    scenes = demo_scenes.sample_scenes(1500, seed=0)  # the labels of generate_demo's defaults
     stats = demo.label_stats([set(s.labels) for s in scenes])
     assert 0.2 <= stats["chance_map"] <= 0.5, stats
     assert stats["mean_labels"] >= 2.5, stats
-    for group in (demo.SKIES[:-1], ("grass", "street", "ocean", "snow", "ground")):
+    for group in (demo_scenes.SKIES[:-1], ("grass", "street", "ocean", "snow", "ground")):
         counts = [sum(label in s.labels for s in scenes) for label in group]
         assert all(0.05 * len(scenes) < c < 0.4 * len(scenes) for c in counts), (group, counts)
-    assert sum(not set(s.labels) & set(demo.SKIES) for s in scenes) > 0.2 * len(scenes)
+    assert sum(not set(s.labels) & set(demo_scenes.SKIES) for s in scenes) > 0.2 * len(scenes)
     assert max(len(s.labels) - len(set(s.labels)) for s in scenes) > 0  # repeated segments
 
 
@@ -135,7 +137,7 @@ def test_label_stats_matches_hand_computed_and_bruteforce_values():
 
 
 def test_captions_vary_and_mention_most_labels():
-    scenes = demo.sample_scenes(1500, seed=0)
+    scenes = demo_scenes.sample_scenes(1500, seed=0)
     by_labels = defaultdict(list)
     for s in scenes:
         by_labels[frozenset(s.labels)].append(s.caption)
@@ -143,14 +145,41 @@ def test_captions_vary_and_mention_most_labels():
     assert len(pairs) > 100
     assert sum(a != b for a, b in pairs) / len(pairs) > 0.9
     mentioned, total = 0, 0
-    for kind in demo.KINDS.values():
-        words = [w for n in kind.nouns for w in (n, demo._plural(n))]
+    for kind in demo_scenes.KINDS.values():
+        words = [w for n in kind.nouns for w in (n, demo_scenes._plural(n))]
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
         hits = [bool(pattern.search(s.caption)) for s in scenes if kind.label in s.labels]
         assert np.mean(hits) > 0.75, kind.label
         mentioned, total = mentioned + sum(hits), total + len(hits)
     assert mentioned < total  # some labels go unmentioned, as in the real captions
-    assert sum(any(d in s.caption for d in demo.DETAILS) for s in scenes) > 0.05 * len(scenes)
+    assert sum(any(d in s.caption for d in demo_scenes.DETAILS) for s in scenes) > 0.05 * len(
+        scenes
+    )
+
+
+def test_sampling_module_draws_nothing_and_demo_reexports_its_api():
+    code = "import sys, demo_scenes; print(sorted({'demo', 'data', 'PIL'} & set(sys.modules)))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
+    assert demo.sample_scenes is demo_scenes.sample_scenes and demo.Scene is demo_scenes.Scene
+    for name in ("generate_demo", "render_scene", "eng_text", "label_stats", "main", "parse_args"):
+        assert callable(getattr(demo, name)), name
+
+
+def test_every_kind_has_shapes_with_known_primitives_and_paints():
+    assert list(demo.SHAPES) == list(demo_scenes.KINDS)
+    box = {"rect": 0, "ell": 0, "ring": 1, "pie": 2}
+    for kind, shapes in demo.SHAPES.items():
+        assert shapes, kind
+        for prim, geo, paint, *extra in shapes + demo.HOUSE_WINDOWS:
+            assert paint in ("c", "c2") or (len(paint) == 3 and max(paint) <= 255), (kind, paint)
+            if prim in box:
+                assert len(geo) == 4 and len(extra) == box[prim], (kind, prim)
+            else:
+                assert prim in ("poly", "line") and len(extra) == (prim == "line"), (kind, prim)
+                assert all(len(point) == 2 for point in geo), (kind, prim)
 
 
 def test_main_prints_stats_reruns_in_place_and_rejects_bad_input(tmp_path, capsys):

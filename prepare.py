@@ -1,0 +1,431 @@
+"""The prepare step for cross-modal hashing on IAPR TC-12 (CLI: ``prepare`` and ``demo``).
+
+``python prepare.py prepare`` (or ``python data.py prepare``) reads the raw IAPR TC-12 +
+SAIAPR TC-12 layout (or the preprocessed ``iapr_*`` lists) once, drops unusable items,
+draws seeded splits and writes a prepared folder; ``demo`` generates a synthetic raw
+layout and prepares it. Training and evaluation only read that folder, through
+:func:`data.load_prepared`.
+
+Prepared folder (``summary.json`` is written last and marks the folder complete):
+``manifest.jsonl`` one item per line, sorted by id: ``id``, ``image`` (relative to the
+folder), ``caption``, ``labels`` (ascending label columns), ``bow`` (lists input only);
+``labels.txt`` label names in column order; ``splits.json`` query / database / train /
+val ids; ``vocab.txt`` bag-of-words vocabulary of the training captions; ``summary.json``
+counts, labels per item, chance-level mAP, split sizes and the dropped items with reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import formats
+from data import PreparedData
+from errors import UserError
+
+
+# =========================================================================== dropping, splits
+def _image_ok(path: Path) -> bool:
+    """Cheap check that PIL can identify and verify the file (no full decode)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # PIL raises many types for broken files; any of them means unreadable
+        return False
+    return True
+
+
+def drop_reason(item: dict, check_images: bool) -> str | None:
+    """Why an item cannot be used, or None: no annotation / caption / labels, bad image."""
+    if item["caption"] is None:
+        return "no annotation"
+    if not item["caption"]:
+        return "no caption"
+    if not item["labels"]:
+        return "no labels"
+    if not item["image"].is_file():
+        return "missing image"
+    if check_images and not _image_ok(item["image"]):
+        return "unreadable image"
+    return None
+
+
+def filter_items(
+    items: list[dict], check_images: bool, strict: bool
+) -> tuple[list[dict], list[dict]]:
+    """(kept items, dropped [{"id", "reason"}]); with ``strict`` the first drop is a UserError."""
+    kept, dropped = [], []
+    for item in items:
+        reason = drop_reason(item, check_images)
+        if reason is None:
+            kept.append(item)
+            continue
+        if strict:
+            raise UserError(
+                f"item {item['id']}: {reason} (annotation {item['src']}, image {item['image']}); "
+                "without --strict such items are dropped and listed in summary.json"
+            )
+        dropped.append({"id": item["id"], "reason": reason})
+    return kept, dropped
+
+
+def _check_size(flag: str, requested: int, available: int, what: str) -> None:
+    """UserError naming the flag, the requested size and the available count."""
+    if requested < 0:
+        raise UserError(f"{flag} must be >= 0, got {requested}")
+    if requested > available:
+        raise UserError(f"{flag} {requested} is larger than the {available} {what}")
+
+
+def _sample_val(rng: np.random.Generator, database: list[int], train: list[int], n_val: int):
+    """``n_val`` ids drawn from database minus train (sorted)."""
+    pool = sorted(set(database) - set(train))
+    _check_size("--n-val", n_val, len(pool), "database items left after training")
+    return sorted(rng.choice(pool, n_val, replace=False).tolist()) if n_val else []
+
+
+def make_splits(ids: list[int], n_query: int, n_train: int, n_val: int, seed: int):
+    """Seeded split: queries; the rest is the database; train and val drawn from it, disjoint.
+
+    Returns {"query", "database", "train", "val": sorted id lists}.
+    """
+    _check_size(
+        "--n-query", n_query, len(ids) - 1, "items available (one must stay in the database)"
+    )
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    query = sorted(ids[i] for i in order[:n_query])
+    database = sorted(ids[i] for i in order[n_query:])
+    _check_size("--n-train", n_train, len(database), "database items available")
+    train = sorted(rng.choice(database, n_train, replace=False).tolist()) if n_train else []
+    return {
+        "query": query,
+        "database": database,
+        "train": train,
+        "val": _sample_val(rng, database, train, n_val),
+    }
+
+
+def lists_splits(given: dict[str, list[int]], kept: set[int], n_val: int, seed: int):
+    """The lists' own split restricted to kept items, plus val drawn from database minus train."""
+    splits = {k: [i for i in given[k] if i in kept] for k in ("query", "database", "train")}
+    rng = np.random.default_rng(seed)
+    splits["val"] = _sample_val(rng, splits["database"], splits["train"], n_val)
+    return splits
+
+
+# =========================================================================== statistics, writing
+def chance_level(query: np.ndarray, database: np.ndarray, chunk: int = 1024) -> float | None:
+    """Mean over queries of the fraction of the database sharing >= 1 label (mAP at chance).
+
+    ``query`` [Q, C] and ``database`` [D, C] multi-hot {0, 1}. None if either is empty.
+    """
+    if len(query) == 0 or len(database) == 0:
+        return None
+    db = database.T.astype(np.float32)
+    fractions = [
+        ((query[s : s + chunk] @ db) > 0).mean(axis=1) for s in range(0, len(query), chunk)
+    ]
+    return float(np.concatenate(fractions).mean())
+
+
+def summarize(prepared: PreparedData, dropped: list[dict], extra: dict) -> dict:
+    """The summary.json content (see the module docstring and the README)."""
+    counts = np.array([len(item["labels"]) for item in prepared.items])
+    splits = prepared.splits
+    chance = {
+        "query_database": chance_level(
+            *map(prepared.label_matrix, (splits["query"], splits["database"]))
+        ),
+        "val_train": chance_level(*map(prepared.label_matrix, (splits["val"], splits["train"]))),
+    }
+    return {
+        "format_version": 1,
+        **extra,
+        "items": len(prepared.items),
+        "labels": len(prepared.label_names),
+        "labels_per_item": {
+            "mean": float(counts.mean()),
+            "min": int(counts.min()),
+            "max": int(counts.max()),
+        },
+        "chance_map": chance,
+        "splits": {k: len(v) for k, v in splits.items()},
+        "vocab_size": len(prepared.vocab),
+        "bow_dim": prepared.bow_dim(),
+        "dropped_counts": dict(sorted(Counter(d["reason"] for d in dropped).items())),
+        "dropped": dropped,
+    }
+
+
+def format_summary(summary: dict, out: Path) -> str:
+    """Human-readable lines of a summary dict."""
+    per, chance, sizes = summary["labels_per_item"], summary["chance_map"], summary["splits"]
+    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+    dropped = ", ".join(f"{r}: {n}" for r, n in summary["dropped_counts"].items()) or "none"
+    return "\n".join(
+        [
+            f"prepared {summary['items']} items -> {out}",
+            f"labels: {summary['labels']} columns; labels per item mean {per['mean']:.2f} "
+            f"(min {per['min']}, max {per['max']})",
+            "splits: " + ", ".join(f"{k} {v}" for k, v in sizes.items()),
+            f"chance level (mean fraction of relevant items): query->database "
+            f"{fmt(chance['query_database'])}, val->train {fmt(chance['val_train'])}",
+            f"vocabulary: {summary['vocab_size']} words; bag-of-words dim {summary['bow_dim']}",
+            f"dropped {len(summary['dropped'])} item(s): {dropped}",
+        ]
+    )
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Write one output file (UTF-8, ``\\n`` line ends)."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """UserError if ``out`` is a file, or already a prepared dataset and not ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if (out / "summary.json").exists() and not overwrite:
+        raise UserError(f"--out {out} already holds a prepared dataset; pass --overwrite")
+
+
+def write_atomic(out: Path, files: dict[str, str], overwrite: bool) -> None:
+    """Write ``files`` (name -> text) into ``out`` via ``out/.tmp-prepare-PID`` and os.replace.
+
+    summary.json is moved last (and an old one removed first), so a folder holding
+    summary.json is always complete. The temporary folder is removed on any failure.
+    """
+    check_out(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tmp-prepare-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        names = sorted(files, key=lambda n: n == "summary.json")
+        for name in names:
+            _write_file(tmp / name, files[name])
+        (out / "summary.json").unlink(missing_ok=True)
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _relpath(path: Path, out: Path) -> str:
+    """``path`` relative to ``out`` (POSIX separators); absolute if on another drive."""
+    try:
+        return Path(os.path.relpath(path, out)).as_posix()
+    except ValueError:
+        return Path(os.path.abspath(path)).as_posix()
+
+
+# =========================================================================== prepare
+RAW_FLAGS = {
+    "iapr_root": "--iapr-root",
+    "saiapr_root": "--saiapr-root",
+    "saiapr_wlist": "--saiapr-wlist",
+    "n_query": "--n-query",
+    "n_train": "--n-train",
+}
+LISTS_FLAGS = {
+    "lists": "--lists",
+    "images": "--images",
+    "annotations": "--annotations",
+    "label_names": "--label-names",
+    "bow_columns": "--bow-columns",
+    "label_columns": "--label-columns",
+}
+
+
+def input_mode(args: argparse.Namespace) -> str:
+    """Return "raw" or "lists" from the flags given; UserError on a mix or a missing flag."""
+    raw = [f for a, f in RAW_FLAGS.items() if getattr(args, a) is not None]
+    lists = [f for a, f in LISTS_FLAGS.items() if getattr(args, a) is not None]
+    if raw and lists:
+        raise UserError(f"{raw[0]} (raw input) and {lists[0]} (lists input) do not go together")
+    required = ("--iapr-root", "--saiapr-root") if raw else ("--lists", "--images", "--annotations")
+    if not raw and not lists:
+        raise UserError(
+            "give --iapr-root and --saiapr-root (raw) or --lists/--images/--annotations"
+        )
+    missing = [f for f in required if f not in raw + lists]
+    if missing:
+        raise UserError(f"{(raw + lists)[0]} also needs {' and '.join(missing)}")
+    return "raw" if raw else "lists"
+
+
+def _label_columns(args: argparse.Namespace, mode: str, kept: list[dict], wlist: dict) -> list:
+    """Label names in column order; raw items' SAIAPR ids are rewritten to column indices."""
+    if mode == "raw":
+        ids = sorted({label for item in kept for label in item["labels"]})
+        column = {label: c for c, label in enumerate(ids)}
+        for item in kept:
+            item["labels"] = [column[label] for label in item["labels"]]
+        return [wlist[label] for label in ids]
+    if args.label_names is None:
+        return [f"label_{c:03d}" for c in range(args.label_columns)]
+    names = formats.read_names(args.label_names)
+    if len(names) != args.label_columns:
+        raise UserError(
+            f"--label-names {args.label_names}: expected {args.label_columns} label names "
+            f"(one per line), found {len(names)}"
+        )
+    return names
+
+
+def _manifest_line(item: dict, out: Path) -> str:
+    """One manifest.jsonl line (see the module docstring)."""
+    line = {
+        "id": item["id"],
+        "image": _relpath(item["image"], out),
+        "caption": item["caption"],
+        "labels": item["labels"],
+    }
+    if "bow" in item:
+        line["bow"] = item["bow"]
+    return json.dumps(line, ensure_ascii=False)
+
+
+def _read_input(args: argparse.Namespace, mode: str) -> tuple[list[dict], dict, dict]:
+    """(candidate items, SAIAPR label dictionary, the lists' splits) of the input flags."""
+    if mode == "raw":
+        items, wlist = formats.read_raw_layout(args.iapr_root, args.saiapr_root, args.saiapr_wlist)
+        return items, wlist, {}
+    for flag, value in (
+        ("--bow-columns", args.bow_columns),
+        ("--label-columns", args.label_columns),
+    ):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    items, given = formats.read_lists_layout(
+        args.lists, args.images, args.annotations, args.bow_columns, args.label_columns
+    )
+    return items, {}, given
+
+
+def prepare(args: argparse.Namespace) -> dict:
+    """Read the input named by ``args``, drop unusable items, split, write ``args.out``.
+
+    Returns the summary dict (also written as summary.json and printed).
+    """
+    mode = input_mode(args)
+    defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": formats.LISTS_BOW_COLUMNS,
+                "label_columns": formats.LISTS_LABEL_COLUMNS}  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.vocab_size < 1:
+        raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
+    check_out(args.out, args.overwrite)
+    candidates, wlist, given = _read_input(args, mode)
+    kept, dropped = filter_items(candidates, args.check_images, args.strict)
+    if not kept:
+        raise UserError(f"no usable items: all {len(candidates)} were dropped ({dropped[0]})")
+    label_names = _label_columns(args, mode, kept, wlist)
+    ids = [item["id"] for item in kept]
+    if mode == "raw":
+        splits = make_splits(ids, args.n_query, args.n_train, args.n_val, args.seed)
+    else:
+        splits = lists_splits(given, set(ids), args.n_val, args.seed)
+    train = set(splits["train"])
+    vocab = formats.build_vocab(
+        (it["caption"] for it in kept if it["id"] in train), args.vocab_size
+    )
+    lines = [_manifest_line(item, args.out) for item in kept]
+    bow_width = args.bow_columns if mode == "lists" else None
+    prepared = PreparedData(
+        args.out, [json.loads(x) for x in lines], label_names, splits, vocab, bow_width
+    )
+    summary = summarize(prepared, dropped, {"source": mode, "seed": args.seed})
+    files = {
+        "manifest.jsonl": "".join(x + "\n" for x in lines),
+        "labels.txt": "".join(n + "\n" for n in label_names),
+        "splits.json": json.dumps(splits) + "\n",
+        "vocab.txt": "".join(w + "\n" for w in vocab),
+        "summary.json": json.dumps(summary, indent=1) + "\n",
+    }
+    write_atomic(args.out, files, args.overwrite)
+    print(format_summary(summary, args.out))
+    return summary
+
+
+# =========================================================================== CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The ``prepare`` and ``demo`` subcommands."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="read raw IAPR/SAIAPR files or iapr_* lists, write --out")
+    a = p.add_argument
+    a("--iapr-root", type=Path, help="raw: folder with images/NN/ID.jpg, annotations_complete_eng/")
+    a("--saiapr-root", type=Path, help="raw: SAIAPR folder with NN/labels.txt (and wlist.txt)")
+    a("--saiapr-wlist", type=Path, help="raw: label dictionary (default SAIAPR_ROOT/wlist.txt)")
+    a("--lists", type=Path, help="lists: folder with iapr_train, iapr_test, iapr_retrieval")
+    a("--images", type=Path, help="lists: folder the lists' NN/ID.jpg paths are relative to")
+    a("--annotations", type=Path, help="lists: folder with NN/ID.eng caption files")
+    a("--label-names", type=Path, help="lists: label names, one per line (default label_000..)")
+    a("--bow-columns", type=int, help="lists: bag-of-words columns per line (default 2912)")
+    a("--label-columns", type=int, help="lists: label-bit columns per line (default 255)")
+    a("--out", type=Path, required=True, help="output folder for the prepared dataset")
+    a("--n-query", type=int, help="raw: number of query items (default 2000)")
+    a("--n-train", type=int, help="raw: training items drawn from the database (default 10000)")
+    a("--n-val", type=int, default=1000, help="validation items from database minus train")
+    a("--seed", type=int, default=0, help="seed of the split")
+    a("--vocab-size", type=int, default=2912, help="bag-of-words vocabulary size")
+    a(
+        "--check-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open and verify every image with PIL (off: only check that the file exists)",
+    )
+    a("--strict", action="store_true", help="fail on the first item that would be dropped")
+    a("--overwrite", action="store_true", help="replace a prepared dataset already in --out")
+    d = sub.add_parser("demo", help="write a synthetic dataset to --out and prepare it")
+    d.add_argument("--out", type=Path, required=True, help="output folder")
+    d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
+    d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
+    d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
+    return parser.parse_args(argv)
+
+
+def run_demo(args: argparse.Namespace) -> dict:
+    """Generate the synthetic raw layout in ``args.out``, prepare it into ``args.out/prepared``
+    with 10% query, 50% train and 10% val items (the real protocol: 10% / 50% / 5%)."""
+    import demo  # only this subcommand needs it
+
+    roots = demo.generate_demo(
+        args.out, n_items=args.n_items, image_size=args.image_size, seed=args.seed
+    )
+    n = args.n_items
+    flags = {"--iapr-root": roots["iapr_root"], "--saiapr-root": roots["saiapr_root"],
+             "--out": args.out / "prepared", "--n-query": max(1, n // 10), "--n-train": n // 2,
+             "--n-val": n // 10, "--seed": args.seed}  # fmt: skip
+    argv = ["prepare", "--overwrite", *(str(x) for pair in flags.items() for x in pair)]
+    print("python data.py " + " ".join(argv))
+    return prepare(parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a UserError prints ``error: MESSAGE`` to stderr and returns 2."""
+    args = parse_args(argv)
+    try:
+        if args.command == "prepare":
+            prepare(args)
+        else:
+            run_demo(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
