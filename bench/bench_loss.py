@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from loss import hashing_loss, label_similarity, reference_triplet_weights  # noqa: E402
 from tests.loss_bruteforce import (  # noqa: E402
+    IAPR_ITEMS,
     brute_force_loss,
     iapr_label_sets,
     multi_hot,
@@ -66,7 +67,7 @@ def label_sets_for(source: str, n_items: int, rng: np.random.Generator) -> list[
         if sets is not None:
             return sets
         if source == "iapr":
-            raise SystemExit("--labels iapr: /work/shared/iapr-tc12-meta/items.jsonl not found")
+            raise SystemExit(f"--labels iapr: {IAPR_ITEMS} not found (set IAPR_TC12_META)")
     return zipf_label_sets(n_items, rng)
 
 

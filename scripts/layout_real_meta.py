@@ -13,7 +13,7 @@ the official SAIAPR TC-12 ids (those are not available). The images are placehol
 real pictures are not available), so only text-side and label statistics are meaningful.
 Item 4092 has no caption in the source: it gets an empty DESCRIPTION, which prepare drops.
 
-Usage: python scripts/layout_real_meta.py --meta /work/shared/iapr-tc12-meta --out /tmp/real
+Usage: python scripts/layout_real_meta.py --meta ../shared/iapr-tc12-meta --out /tmp/real
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ tests/test_loss.py and bench/bench_loss.py (the only copy).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IAPR_ITEMS = Path("/work/shared/iapr-tc12-meta/items.jsonl")
+# the real IAPR TC-12 labels, beside the checkout (../shared) or where IAPR_TC12_META points
+IAPR_ITEMS = (
+    Path(
+        os.environ.get(
+            "IAPR_TC12_META", Path(__file__).resolve().parents[2] / "shared/iapr-tc12-meta"
+        )
+    )
+    / "items.jsonl"
+)
 CROSS_MODAL = {"i2t": True, "t2i": True, "i2i": False, "t2t": False}
 
 

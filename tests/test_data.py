@@ -29,7 +29,10 @@ from tests.data_fixtures import (
 )
 
 SMALL = ["--n-query", "5", "--n-train", "20", "--n-val", "5"]
-META = Path("/work/shared/iapr-tc12-meta")
+# the real metadata, beside the checkout (../shared) or where IAPR_TC12_META points
+META = Path(
+    os.environ.get("IAPR_TC12_META", Path(__file__).resolve().parents[2] / "shared/iapr-tc12-meta")
+)
 
 
 def run_prepare(tmp_path: Path, *extra: str, out: str = "prep", layout: bool = True) -> int:
