@@ -460,6 +460,11 @@ def run(args: argparse.Namespace) -> int:
     except FloatingPointError as e:
         log.error("stopped: %s. The last good checkpoint is %s", e, out / "last.pt")
         return 1
+    except torch.OutOfMemoryError as e:
+        raise UserError(
+            f"out of GPU memory at --batch-size {args.batch_size} ({str(e).splitlines()[0]}); "
+            f"lower --batch-size or add --amp. The last good checkpoint is {out / 'last.pt'}"
+        ) from e
     results = final_evaluation(args, data, tokenizer, cfg, device, out)
     log.info(
         "final evaluation (queries vs database, best epoch %s):\n%s",

@@ -182,3 +182,15 @@ def test_run_all_bits_script(tiny_prepared, tmp_path, tiny_flags):
     table = (tmp_path / "all" / "results.md").read_text().splitlines()
     assert table[0].startswith("| bits | margin | I2T | T2I |")
     assert [row.split("|")[1].strip() for row in table[2:]] == ["16", "32", "64"]
+
+
+def test_out_of_memory_names_the_batch_size(
+    tiny_prepared, tmp_path, tiny_flags, monkeypatch, capsys
+):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train, "hashing_loss", oom)
+    assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "1") == 2
+    err = capsys.readouterr().err
+    assert "out of GPU memory at --batch-size 16" in err and "lower --batch-size" in err
