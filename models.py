@@ -48,6 +48,7 @@ class ModelConfig:
     )
     image_size: int = 224
     freeze_image_backbone: bool = False
+    freeze_text_encoder: bool = False
     text_encoder: str = "bert"  # bert | bow | none
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
     pooling: str = "cls"  # cls | mean
@@ -115,11 +116,20 @@ class ImageHasher(nn.Module):
 class TextHasher(nn.Module):
     """Transformer encoder -> [CLS] (or masked-mean) feature -> HashHead. Output [B, bits]."""
 
-    def __init__(self, bits: int, encoder: nn.Module, pooling: str = "cls"):
+    def __init__(self, bits: int, encoder: nn.Module, pooling: str = "cls", freeze: bool = False):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.head = HashHead(encoder.config.hidden_size, bits)
+        self.freeze_encoder = freeze
+        if freeze:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TextHasher:
+        super().train(mode)
+        if self.freeze_encoder:  # no dropout in a frozen encoder
+            self.encoder.eval()
+        return self
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, L] token ids and mask -> [B, hidden] pooled feature."""
@@ -156,9 +166,13 @@ class CrossModalHasher(nn.Module):
         self.text = text
 
     def encode_image(self, batch: dict) -> torch.Tensor:
+        if "image_features" in batch:  # frozen-feature mode: cached backbone output
+            return self.image.head(batch["image_features"])
         return self.image(batch["image"])
 
     def encode_text(self, batch: dict) -> torch.Tensor:
+        if "text_features" in batch:
+            return self.text.head(batch["text_features"])
         if self.config.text_encoder == "bow":
             return self.text(batch["bow"])
         return self.text(batch["input_ids"], batch["attention_mask"])
@@ -318,7 +332,7 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
         raise UserError("the model config holds no text encoder architecture; cannot rebuild it")
     cfg.text_config = encoder.config.to_json_string()
     cfg.tokenizer_json = tokenizer.backend_tokenizer.to_str()
-    return TextHasher(cfg.bits, encoder, cfg.pooling), tokenizer
+    return TextHasher(cfg.bits, encoder, cfg.pooling, cfg.freeze_text_encoder), tokenizer
 
 
 def validate_config(cfg: ModelConfig) -> None:

@@ -11,20 +11,24 @@ uses the validation items against the training items only; the queries are touch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from checkpoint import load_checkpoint, save_checkpoint
-from data import HashingDataset, load_prepared, make_loader
+from data import HashingDataset, PreparedData, load_prepared, make_loader
 from errors import UserError
 from evaluate import (
     default_directions,
@@ -36,6 +40,7 @@ from evaluate import (
     retrieval_metrics,
     save_plots,
 )
+from features import FeatureDataset, feature_loader, load_or_extract
 from loss import hashing_loss
 from models import ModelConfig, build_model
 
@@ -111,6 +116,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
     a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
+    a(
+        "--freeze-backbones",
+        action="store_true",
+        help="frozen-feature mode: extract both backbones' features once (cached on disk), "
+        "train only the hash layers",
+    )
+    a("--feature-cache", help="folder for frozen features (default DATA/features)")
     a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
     a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
     a(
@@ -160,6 +172,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(message)
     if args.optimizer == "separate" and (args.image_lr is None or args.text_lr is None):
         raise UserError("--optimizer separate needs both --image-lr and --text-lr")
+    if args.freeze_backbones and args.text_encoder == "bow":
+        raise UserError(
+            "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
+            "no backbone (train it without --freeze-backbones: it is already fast)"
+        )
 
 
 def ensure_demo_data(demo_dir: str) -> Path:
@@ -180,7 +197,8 @@ def model_config(args: argparse.Namespace, data) -> ModelConfig:
         image_encoder="none" if args.modalities == "text" else "resnet18",
         image_weights=args.image_weights,
         image_size=args.image_size,
-        freeze_image_backbone=args.freeze_image_backbone,
+        freeze_image_backbone=args.freeze_image_backbone or args.freeze_backbones,
+        freeze_text_encoder=args.freeze_backbones,
         text_encoder=args.text_encoder,
         text_model=args.text_model,
         pooling=args.pooling,
@@ -203,28 +221,53 @@ def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, weight_decay=args.weight_decay)
 
 
-def make_split_loader(data, split, tokenizer, cfg, args, train: bool, seed: int = 0):
-    ds = HashingDataset(
-        data,
-        split,
-        tokenizer=tokenizer,
-        max_length=cfg.max_length,
-        image_size=cfg.image_size,
-        train=train,
-        bow=cfg.text_encoder == "bow",
-        images=cfg.image_encoder != "none",
-    )
-    if train and len(ds) < 2:
-        raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
-    return make_loader(
-        ds,
-        args.batch_size,
-        shuffle=train,
-        seed=seed,
-        num_workers=args.num_workers,
-        drop_last=train and len(ds) >= 2 * args.batch_size,
-        pad_id=pad_id(tokenizer),
-    )
+@dataclass
+class Run:
+    """What every phase after set-up needs: arguments, data, tokenizer, model config, device, run
+    folder and, in frozen-feature mode, the cached backbone features."""
+
+    args: argparse.Namespace
+    data: PreparedData
+    tokenizer: Any
+    cfg: ModelConfig
+    device: torch.device
+    out: Path
+    features: dict | None = None
+
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """A loader over one split: shuffled and augmented for training, in id order otherwise."""
+        args, cfg = self.args, self.cfg
+        if self.features is not None:
+            ds = FeatureDataset(self.features, self.data, split)
+        else:
+            ds = HashingDataset(self.data, split, tokenizer=self.tokenizer,
+                                max_length=cfg.max_length, image_size=cfg.image_size,
+                                train=train, bow=cfg.text_encoder == "bow",
+                                images=cfg.image_encoder != "none")  # fmt: skip
+        if train and len(ds) < 2:
+            raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
+        drop_last = train and len(ds) >= 2 * args.batch_size
+        if self.features is not None:
+            return feature_loader(ds, args.batch_size, train, args.seed, drop_last)
+        return make_loader(ds, args.batch_size, shuffle=train, seed=args.seed,
+                           num_workers=args.num_workers, drop_last=drop_last,
+                           pad_id=pad_id(self.tokenizer))  # fmt: skip
+
+    def encode(self, model, splits: tuple[str, ...]) -> dict[str, dict]:
+        """±1 codes, labels and ids of each split (see evaluate.encode)."""
+        return {s: encode(model, self.loader(s), self.device, self.args.amp, desc=f"encode {s}")
+                for s in splits}  # fmt: skip
+
+
+def all_items_loader(run: Run) -> DataLoader:
+    """Every item of the dataset (evaluation transform), for feature extraction."""
+    everything = sorted({i for ids in run.data.splits.values() for i in ids})
+    data = dataclasses.replace(run.data, splits={**run.data.splits, "all": everything})
+    cfg = run.cfg
+    ds = HashingDataset(data, "all", tokenizer=run.tokenizer, max_length=cfg.max_length,
+                        image_size=cfg.image_size, images=cfg.image_encoder != "none")  # fmt: skip
+    return make_loader(ds, max(64, run.args.batch_size), shuffle=False, seed=0,
+                       num_workers=run.args.num_workers, pad_id=pad_id(run.tokenizer))  # fmt: skip
 
 
 def loss_terms(args) -> tuple[str, ...]:
@@ -322,18 +365,9 @@ def prepare_run(args: argparse.Namespace):
     return data, model, tokenizer, cfg, optimizer, start
 
 
-def validate(model, data, tokenizer, cfg, args, device) -> dict:
+def validate(model, run: Run) -> dict:
     """mAP of the validation items (queries) against the training items (database)."""
-    enc = {
-        s: encode(
-            model,
-            make_split_loader(data, s, tokenizer, cfg, args, train=False),
-            device,
-            args.amp,
-            desc=f"encode {s}",
-        )
-        for s in ("val", "train")
-    }
+    enc = run.encode(model, ("val", "train"))
     res = retrieval_metrics(enc["val"], enc["train"], default_directions(model))
     return {f"val_{k}": v for k, v in res.items()}
 
@@ -344,8 +378,10 @@ def selection_score(val: dict) -> float:
     return float(np.mean(maps))
 
 
-def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) -> None:
-    loader = make_split_loader(data, "train", tokenizer, cfg, args, train=True, seed=args.seed)
+def fit(run: Run, model, optimizer, start: dict) -> None:
+    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt)."""
+    args, out, device = run.args, run.out, run.device
+    loader = run.loader("train", train=True)
     best, best_epoch = start["best"], start["best_epoch"]
     for epoch in tqdm(
         range(start["epoch"] + 1, args.epochs + 1),
@@ -359,11 +395,11 @@ def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) 
         record = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, args, device, epoch)}
         record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
         if epoch % args.eval_every == 0 or epoch == args.epochs:
-            record.update(validate(model, data, tokenizer, cfg, args, device))
+            record.update(validate(model, run))
         record["seconds"] = round(time.perf_counter() - t0, 3)
         state = {
             "model": model.state_dict(),
-            "model_config": cfg.to_dict(),
+            "model_config": run.cfg.to_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": epoch,
             "args": vars(args),
@@ -385,30 +421,16 @@ def fit(args, data, model, tokenizer, cfg, optimizer, start, device, out: Path) 
         )
 
 
-def final_evaluation(args, data, tokenizer, cfg, device, out: Path) -> dict:
+def final_evaluation(run: Run) -> dict:
     """The queries against the database, with the weights of best.pt: the reported numbers."""
-    state = load_checkpoint(out / "best.pt")
-    model, _, _ = load_model(state, device)
-    enc = {
-        s: encode(
-            model,
-            make_split_loader(data, s, tokenizer, cfg, args, train=False),
-            device,
-            args.amp,
-            desc=f"encode {s}",
-        )
-        for s in ("query", "database")
-    }
+    state = load_checkpoint(run.out / "best.pt")
+    model, _, _ = load_model(state, run.device)
+    enc = run.encode(model, ("query", "database"))
     results = retrieval_metrics(enc["query"], enc["database"], default_directions(model))
-    results.update(
-        best_epoch=state["epoch"],
-        bits=cfg.bits,
-        margin=args.margin,
-        n_query=len(enc["query"]["labels"]),
-        n_database=len(enc["database"]["labels"]),
-    )
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    save_plots(enc["query"], enc["database"], out, default_directions(model))
+    results.update(best_epoch=state["epoch"], bits=run.cfg.bits, margin=run.args.margin,
+                   n_query=len(enc["query"]["labels"]), n_database=len(enc["database"]["labels"]))  # fmt: skip
+    (run.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_plots(enc["query"], enc["database"], run.out, default_directions(model))
     return results
 
 
@@ -444,6 +466,11 @@ def run(args: argparse.Namespace) -> int:
     args.amp = bool(args.amp and device.type == "cuda")
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
+    run = Run(args, data, tokenizer, cfg, device, out)
+    if args.freeze_backbones:
+        cache = Path(args.feature_cache or data.root / "features")
+        run.features = load_or_extract(model, data, lambda: all_items_loader(run), cache, device,
+                                       args.amp)  # fmt: skip
     (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     log.info(
         "data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
@@ -456,7 +483,7 @@ def run(args: argparse.Namespace) -> int:
         device,
     )
     try:
-        fit(args, data, model, tokenizer, cfg, optimizer, start, device, out)
+        fit(run, model, optimizer, start)
     except FloatingPointError as e:
         log.error("stopped: %s. The last good checkpoint is %s", e, out / "last.pt")
         return 1
@@ -465,7 +492,7 @@ def run(args: argparse.Namespace) -> int:
             f"out of GPU memory at --batch-size {args.batch_size} ({str(e).splitlines()[0]}); "
             f"lower --batch-size or add --amp. The last good checkpoint is {out / 'last.pt'}"
         ) from e
-    results = final_evaluation(args, data, tokenizer, cfg, device, out)
+    results = final_evaluation(run)
     log.info(
         "final evaluation (queries vs database, best epoch %s):\n%s",
         results["best_epoch"],

@@ -194,3 +194,38 @@ def test_out_of_memory_names_the_batch_size(
     assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "1") == 2
     err = capsys.readouterr().err
     assert "out of GPU memory at --batch-size 16" in err and "lower --batch-size" in err
+
+
+def test_frozen_feature_mode(tiny_prepared, tmp_path, tiny_flags):
+    """--freeze-backbones: features extracted once and cached, only the hash layers change, and
+    evaluate.py on raw data (full forward pass) reproduces the numbers computed from features."""
+    cache = tmp_path / "features"
+    flags = [*tiny_flags, "--freeze-backbones", "--feature-cache", str(cache), "--epochs", "2"]
+    assert run_train(tiny_prepared, tmp_path / "a", flags) == 0
+    files = list(cache.glob("features-*.pt"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert run_train(tiny_prepared, tmp_path / "b", flags, "--epochs", "1") == 0
+    assert files[0].stat().st_mtime_ns == stamp  # same data, same model: the cache is reused
+    # the backbones never move: same seed, same initial backbone as epoch-1 run b
+    first = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for k, v in state["model"].items():
+        if ".head." not in k:
+            assert torch.equal(v, first["model"][k]), k
+    assert evaluate.main(["--checkpoint", str(tmp_path / "a" / "best.pt"), "--out",
+                          str(tmp_path / "e")]) == 0  # fmt: skip
+    ours = json.loads((tmp_path / "e" / "results.json").read_text())
+    theirs = json.loads((tmp_path / "a" / "results.json").read_text())
+    for key in ("map_i2t", "map_t2i"):
+        assert abs(ours[key] - theirs[key]) < 1e-6, key
+
+
+def test_text_only_mode(tiny_prepared, tmp_path, tiny_flags):
+    flags = [*tiny_flags, "--modalities", "text", "--epochs", "1"]
+    assert run_train(tiny_prepared, tmp_path, flags) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"map_t2t", "map_t2t_tie_avg", "chance_t2t"} <= set(results)
+    assert "map_i2t" not in results
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["i2t"] == 0 and record["t2t"] > 0
