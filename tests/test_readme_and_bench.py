@@ -45,3 +45,9 @@ def test_bench_train_step_runs(capsys, tiny_prepared):
     argv = ["--batch-size", "4", "--image-size", "32", "--steps", "1", "--data", str(tiny_prepared)]
     assert bench.main(argv) == 0
     assert "ratio included / excluded" in capsys.readouterr().out
+
+
+def test_bench_frozen_runs(capsys, tiny_prepared, tiny_flags):
+    bench = load_bench("bench_frozen")
+    assert bench.main(["--data", str(tiny_prepared), "--", *tiny_flags]) == 0
+    assert "epoch time ratio full / frozen" in capsys.readouterr().out
