@@ -1,0 +1,367 @@
+"""retrieve.py: FAISS index and query round trip on a tiny generated dataset with a tiny model.
+
+The retrieved order is checked against a brute-force Hamming ranking (stable argsort, so ties by
+database position) of the codes evaluate.encode computes; every refusal is checked for its message.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+import retrieve
+from metrics import hamming_distance
+
+
+def brute_force(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(distances, positions) [Q, k]: Hamming ranking, ties by position (stable argsort)."""
+    dist = hamming_distance(q_codes, db_codes)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, axis=1), order
+
+
+def printed_rows(out: str) -> list[tuple[int, int]]:
+    """(id, hamming) of each result line printed by `retrieve.py query`."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("rank  id")) + 1
+    return [(int(line.split()[1]), int(line.split()[2])) for line in lines[start:] if line.strip()]
+
+
+def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
+    """A tiny model's checkpoint (random weights: training adds nothing these tests check)."""
+    from checkpoint import save_checkpoint
+    from data import load_prepared
+    from models import ModelConfig, build_model
+
+    data = load_prepared(prepared)
+    defaults = {"bits": 16, "image_weights": "none", "image_size": 32, "text_model": "tiny"}
+    cfg = ModelConfig(**{**defaults, "max_length": 24, **config}, label_names=data.label_names)
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, captions=data.captions(data.splits["train"]))
+    state = {"model": model.state_dict(), "model_config": cfg.to_dict(), "epoch": 1}
+    save_checkpoint({**state, "args": {"data": str(prepared)}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tiny_prepared, tmp_path_factory):
+    """A tiny model's checkpoint and a flat index of the database split."""
+    out = tmp_path_factory.mktemp("retrieve")
+    ckpt = make_checkpoint(tiny_prepared, out / "best.pt")
+    assert retrieve.main(["index", "--checkpoint", str(ckpt), "--out", str(out / "index")]) == 0
+    return {"root": out, "ckpt": ckpt, "index": out / "index", "data": tiny_prepared}
+
+
+@pytest.fixture(scope="module")
+def encoded(run):
+    """evaluate.encode of the query and database splits (the codes evaluate.py ranks)."""
+    from checkpoint import load_checkpoint
+    from data import load_prepared
+    from evaluate import load_model
+
+    model, tokenizer, cfg = load_model(load_checkpoint(run["ckpt"]), torch.device("cpu"))
+    data = load_prepared(run["data"])
+    return {s: retrieve.encode_items(model, tokenizer, cfg, data, s) for s in ("query", "database")}
+
+
+def query(run, capsys, *argv) -> tuple[int, str, str]:
+    code = retrieve.main(["query", "--index", str(run["index"]), *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_index_folder_holds_codes_items_and_meta(run, encoded):
+    root, db = run["index"], encoded["database"]
+    for name in ("image.faiss", "text.faiss", "codes.npz", "items.json", "meta.json"):
+        assert (root / name).is_file(), name
+    meta = json.loads((root / "meta.json").read_text())
+    assert (meta["bits"], meta["kind"], meta["split"], meta["n_items"]) == (
+        16,
+        "flat",
+        "database",
+        108,
+    )
+    assert meta["checkpoint"] == str(run["ckpt"].resolve()) and len(meta["fingerprint"]) == 64
+    items = json.loads((root / "items.json").read_text())
+    splits = json.loads((run["data"] / "splits.json").read_text())
+    assert items["ids"] == splits["database"] == db["ids"].tolist()
+    with np.load(root / "codes.npz") as z:
+        for m in ("image", "text"):
+            assert np.array_equal(z[m], retrieve.pack_codes(db[m]))
+    assert not list(root.parent.glob(".index.tmp-*"))
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("bits", [8, 12, 64])
+def test_search_equals_brute_force_with_ties(kind, bits):
+    rng = np.random.default_rng(bits)
+    # few distinct codes, so that most distances are tied
+    base = np.where(rng.random((7, bits)) < 0.5, -1, 1).astype(np.int8)
+    db, q = base[rng.integers(0, 7, 300)], base[rng.integers(0, 7, 20)]
+    db[::5, 0] *= -1
+    params = {"nlist": 4, "nprobe": 4}  # every list probed: exact
+    index = retrieve.build_index(retrieve.pack_codes(db), kind, params)
+    for k in (1, 5, 37, 300):
+        dist, pos = retrieve.search(index, retrieve.pack_codes(q), k)
+        want_dist, want_pos = brute_force(q, db, k)
+        assert np.array_equal(pos, want_pos), (k, pos[0], want_pos[0])
+        assert np.array_equal(dist, want_dist)
+
+
+def test_search_again_only_for_tied_queries():
+    rng = np.random.default_rng(1)
+    db = np.where(rng.random((400, 32)) < 0.5, -1, 1)
+    db[::4] = db[0]  # 100 copies of one code, spread over the database
+    q = np.stack([db[0], db[1]])  # the first query ties 100 ways at distance 0, the second not
+    index = retrieve.build_index(retrieve.pack_codes(db), "flat")
+    dist, pos = retrieve.search(index, retrieve.pack_codes(q), 60)
+    want_dist, want_pos = brute_force(q, db, 60)
+    assert np.array_equal(pos, want_pos) and np.array_equal(dist, want_dist)
+    assert (pos[0] == np.arange(0, 240, 4)).all()
+
+
+def test_hnsw_results_sorted_with_true_distances():
+    rng = np.random.default_rng(0)
+    db = np.where(rng.random((500, 16)) < 0.5, -1, 1)
+    q = db[:10]
+    index = retrieve.build_index(retrieve.pack_codes(db), "hnsw", retrieve_hnsw_params())
+    dist, pos = retrieve.search(index, retrieve.pack_codes(q), 20)
+    assert (pos >= 0).all()
+    true = hamming_distance(q, db)
+    assert np.array_equal(dist, np.take_along_axis(true, pos, axis=1))
+    keys = dist.astype(np.int64) * 1000 + pos
+    assert (np.diff(keys, axis=1) > 0).all()  # by distance, ties by position
+    assert (dist[:, 0] == 0).all()
+
+
+def retrieve_hnsw_params() -> dict:
+    return {"hnsw_m": 8, "ef_construction": 40, "ef_search": 64}
+
+
+def test_item_query_equals_evaluate_ranking(run, encoded, capsys):
+    q, db = encoded["query"], encoded["database"]
+    k = 30
+    # query items are not in the index: encoded one at a time, like evaluate.py's batches
+    for row, mod, other in ((0, "image", "text"), (5, "text", "image")):
+        item = str(q["ids"][row])
+        code, out, err = query(run, capsys, "--item", item, "--item-modality", mod, "--k", str(k))
+        assert code == 0, err
+        dist, pos = brute_force(q[mod][row : row + 1], db[other], k)
+        want = zip(db["ids"][pos[0]].tolist(), dist[0].tolist(), strict=True)
+        assert printed_rows(out) == list(want)
+    index = retrieve.load_index(run["index"])
+    got_dist, got_pos = retrieve.search(
+        index.faiss_index("text", {}), retrieve.pack_codes(q["image"]), k
+    )
+    want_dist, want_pos = brute_force(q["image"], db["text"], k)  # all queries at once
+    assert np.array_equal(got_pos, want_pos) and np.array_equal(got_dist, want_dist)
+
+
+def test_item_query_marks_relevant(run, encoded, capsys):
+    data_items = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (run["data"] / "manifest.jsonl").read_text().splitlines()
+    }
+    item = int(encoded["database"]["ids"][3])  # in the index: its stored code
+    code, out, _ = query(run, capsys, "--item", str(item), "--k", "20")
+    assert code == 0
+    want = set(data_items[item]["labels"])
+    for line in out.splitlines()[2:]:
+        rid, rel = int(line.split()[1]), line.split()[3]
+        assert rel == ("yes" if want & set(data_items[rid]["labels"]) else "no")
+
+
+def test_text_and_image_queries(run, capsys):
+    items = json.loads((run["index"] / "items.json").read_text())
+    code, out, err = query(run, capsys, "--text", items["captions"][0], "--k", "5")
+    assert code == 0, err
+    assert "text" in out.splitlines()[0] and len(printed_rows(out)) == 5
+    # the image file of an indexed item gives that item's stored image code
+    code, out, err = query(run, capsys, "--image", items["images"][2], "--k", "15")
+    assert code == 0, err
+    by_file = printed_rows(out)
+    code, out, _ = query(run, capsys, "--item", str(items["ids"][2]), "--k", "15")
+    assert printed_rows(out) == by_file
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+
+
+def test_html_page_references_the_images(run, tmp_path, capsys):
+    page = tmp_path / "pages" / "out.html"
+    item = json.loads((run["index"] / "items.json").read_text())["ids"][0]
+    code, out, err = query(run, capsys, "--item", str(item), "--k", "6", "--html", str(page))
+    assert code == 0, err
+    parser = _Images()
+    text = page.read_text(encoding="utf-8")
+    parser.feed(text)
+    files = [(page.parent / unquote(src)).resolve() for src in parser.srcs]
+    items = json.loads((run["index"] / "items.json").read_text())
+    image_of = dict(zip(items["ids"], items["images"], strict=True))
+    want = [image_of[item]] + [image_of[rid] for rid, _ in printed_rows(out)]
+    assert [str(f) for f in files] == want and all(f.is_file() for f in files)
+    assert not any(src.startswith("/") for src in parser.srcs)  # relative paths
+    assert "relevant" in text and "distance" in text
+
+
+def test_html_escapes_text_and_quotes_paths(tmp_path):
+    image = tmp_path / "a b.jpg"
+    info = {"modality": "text", "caption": "<b>x</b> & y", "image": None, "searched": "image"}
+    row = {"rank": 1, "id": 5, "distance": 0, "relevant": None, "caption": "<script>"}
+    row |= {"image": str(image), "labels": ["a&b"]}
+    retrieve.write_html(
+        tmp_path / "p.html", info, [row], {"split": "db", "bits": 8, "kind": "flat"}
+    )
+    text = (tmp_path / "p.html").read_text(encoding="utf-8")
+    assert "<script>" not in text and "&lt;script&gt;" in text and "&lt;b&gt;x" in text
+    assert 'src="a%20b.jpg"' in text and "a&amp;b" in text
+
+
+def test_approximate_indexes_round_trip(run, encoded, tmp_path, capsys):
+    db = encoded["database"]
+    item = str(db["ids"][1])  # in the index: its stored code, no model needed
+    for kind in ("hnsw", "ivf"):
+        out_dir = tmp_path / kind
+        argv = ["index", "--checkpoint", str(run["ckpt"]), "--out", str(out_dir), "--kind", kind]
+        assert retrieve.main(argv) == 0
+        assert json.loads((out_dir / "meta.json").read_text())["kind"] == kind
+        assert retrieve.main(["query", "--index", str(out_dir), "--item", item, "--k", "8"]) == 0
+        rows = printed_rows(capsys.readouterr().out)
+        assert len(rows) == 8
+        dist = hamming_distance(db["image"][1:2], db["text"])[0]
+        pos = {int(i): p for p, i in enumerate(db["ids"])}
+        assert [d for _, d in rows] == [int(dist[pos[i]]) for i, _ in rows]
+        assert rows == sorted(rows, key=lambda r: (r[1], pos[r[0]]))
+
+
+# ------------------------------------------------------------------ refusals
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--text", "   "], "--text is empty"),
+        (["--text", "sky", "--k", "0"], "--k must be >= 1"),
+        (["--text", "sky", "--k", "109"], "--k 109 is larger than the database (108 items"),
+        (["--image", "/nonexistent/x.jpg"], "cannot read the image"),
+        (["--item", "999999"], "--item 999999: no such item"),
+    ],
+)
+def test_bad_queries_refused(run, capsys, argv, message):
+    code, _, err = query(run, capsys, *argv)
+    assert code == 2 and message in err, err
+
+
+def test_unreadable_image_refused(run, tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    code, _, err = query(run, capsys, "--image", str(bad))
+    assert code == 2 and f"--image {bad}: cannot read the image" in err
+
+
+def perturbed(src: Path, dst: Path, bits: int | None = None) -> Path:
+    """A copy of checkpoint `src` with one weight changed (or rebuilt with other `bits`)."""
+    from models import ModelConfig, build_model
+
+    state = torch.load(src, weights_only=True)
+    if bits is None:
+        name = next(k for k, v in state["model"].items() if v.is_floating_point())
+        state["model"][name] = state["model"][name] + 1e-3
+    else:
+        cfg = ModelConfig.from_dict({**state["model_config"], "bits": bits})
+        state["model"], state["model_config"] = (
+            build_model(cfg, pretrained=False)[0].state_dict(),
+            cfg.to_dict(),
+        )
+    torch.save(state, dst)
+    return dst
+
+
+def test_other_checkpoint_refused(run, tmp_path, capsys):
+    other = perturbed(run["ckpt"], tmp_path / "other.pt")
+    code, _, err = query(run, capsys, "--text", "sky", "--checkpoint", str(other))
+    assert code == 2 and "was built with checkpoint" in err and f"{other} (sha256" in err
+    assert "differs" in err
+    wide = perturbed(run["ckpt"], tmp_path / "wide.pt", bits=32)
+    code, _, err = query(run, capsys, "--text", "sky", "--checkpoint", str(wide))
+    assert code == 2 and "holds 16-bit codes" in err and "makes 32-bit codes" in err
+
+
+def test_bag_of_words_text_query(run, tmp_path, capsys):
+    from data import load_prepared
+
+    bow_dim = load_prepared(run["data"]).bow_dim()
+    ckpt = make_checkpoint(
+        run["data"], tmp_path / "bow.pt", text_encoder="bow", bow_dim=bow_dim, bow_hidden=32
+    )
+    index = tmp_path / "index"
+    assert retrieve.main(["index", "--checkpoint", str(ckpt), "--out", str(index)]) == 0
+    caption = json.loads((index / "items.json").read_text())["captions"][4]
+    assert retrieve.main(["query", "--index", str(index), "--text", caption, "--k", "4"]) == 0
+    assert len(printed_rows(capsys.readouterr().out)) == 4
+
+
+def test_changed_checkpoint_file_refused(run, tmp_path, capsys):
+    ckpt = tmp_path / "copy.pt"
+    shutil.copy(run["ckpt"], ckpt)
+    index = tmp_path / "index"
+    shutil.copytree(run["index"], index)  # as if built from the copy
+    meta = json.loads((index / "meta.json").read_text())
+    (index / "meta.json").write_text(json.dumps({**meta, "checkpoint": str(ckpt)}))
+    assert retrieve.main(["query", "--index", str(index), "--text", "sky"]) == 0
+    perturbed(ckpt, ckpt)  # training went on and overwrote the file
+    assert retrieve.main(["query", "--index", str(index), "--text", "sky"]) == 2
+    assert "differs" in capsys.readouterr().err
+
+
+def test_index_files_for_other_bits_refused(run, tmp_path, capsys):
+    index = tmp_path / "index"
+    shutil.copytree(run["index"], index)
+    meta = json.loads((index / "meta.json").read_text())
+    (index / "meta.json").write_text(json.dumps({**meta, "bits": 32}))
+    assert retrieve.main(["query", "--index", str(index), "--text", "sky"]) == 2
+    assert "codes (108, 2) do not match meta.json bits" in capsys.readouterr().err
+
+
+def test_index_output_refusals(run, tmp_path, capsys):
+    argv = ["index", "--checkpoint", str(run["ckpt"]), "--out", str(run["index"])]
+    assert retrieve.main(argv) == 2
+    assert "already holds an index; pass --overwrite" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert retrieve.main([*argv[:-1], str(tmp_path)]) == 2
+    assert "holds files that are not an index" in capsys.readouterr().err
+    assert retrieve.main(["query", "--index", str(tmp_path), "--text", "sky"]) == 2
+    assert "is not an index folder" in capsys.readouterr().err
+
+
+def test_bench_retrieve_runs(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_retrieve.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieve", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--sizes", "400", "--queries", "30", "--single", "3", "--nprobe", "2", "--threads", "1"]
+    threads = faiss.omp_get_max_threads()
+    try:
+        assert bench.main(argv) == 0
+    finally:
+        faiss.omp_set_num_threads(threads)  # the benchmark pins the FAISS threads
+    rows = [
+        line.split("|") for line in capsys.readouterr().out.splitlines() if "|       400" in line
+    ]
+    assert [r[2].strip() for r in rows] == ["flat", "hnsw", "hnsw", "ivf"]
+    assert float(rows[0][-2]) == 1.0 and all(0.0 <= float(r[-2]) <= 1.0 for r in rows)
