@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 import formats
 from errors import UserError
@@ -30,6 +32,7 @@ from errors import UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLITS = ("query", "database", "train", "val")
+log = logging.getLogger("data")
 
 
 @dataclass
@@ -70,8 +73,9 @@ class PreparedData:
         return [self.items[row]["caption"] for row in self.rows(ids)]
 
     def image_path(self, item: dict) -> Path:
-        """Absolute image path of a manifest line (``image`` is relative to ``root``)."""
-        return self.root / item["image"]
+        """Image path of a manifest line (``image`` is relative to ``root``), ``..`` resolved
+        lexically (as prepare's relative path was made), so messages show a plain path."""
+        return Path(os.path.normpath(self.root / item["image"]))
 
     def bow_dim(self) -> int:
         """Bag-of-words width: the lists' width, else the vocabulary size."""
@@ -182,13 +186,26 @@ def image_transform(image_size: int, train: bool) -> Callable[[Image.Image], tor
     return transforms.Compose([transforms.Resize((image_size, image_size)), *norm])
 
 
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB from any mode: grayscale, CMYK, palette and alpha by PIL; 16-bit grayscale scaled by
+    1/257 first (PIL's own conversion clips it to 255, turning most of the image white)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        values = np.clip(np.asarray(image, dtype=np.float64) / 257.0, 0, 255)
+        image = Image.fromarray(np.round(values).astype(np.uint8))
+    return image.convert("RGB")
+
+
 def load_image(path: Path, item_id: int) -> Image.Image:
-    """Open an image as RGB (grayscale, CMYK, palette converted); UserError if unreadable."""
+    """Open an image as RGB (see :func:`_to_rgb`); UserError naming the item and file if the file
+    cannot be decoded (empty, truncated, not an image)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return _to_rgb(image)
     except Exception as exc:  # PIL raises OSError, SyntaxError, DecompressionBombError...
-        raise UserError(f"item {item_id}: cannot read image {path} ({exc})") from None
+        raise UserError(
+            f"item {item_id}: cannot read image {path} ({type(exc).__name__}: {exc}); replace "
+            "the file, or prepare the data again with --check-images (the default) to drop it"
+        ) from None
 
 
 def sparse_bows(items: list[dict], vocab: list[str]) -> list[tuple[list[int], list[int]]]:
@@ -203,13 +220,38 @@ def sparse_bows(items: list[dict], vocab: list[str]) -> list[tuple[list[int], li
     ]
 
 
+def tokenize_captions(tokenizer: Any, captions: list[str], max_length: int):
+    """(token ids per caption, each at most ``max_length`` long; number of captions cut short).
+
+    One tokenizer call: ``truncation=True`` with ``return_overflowing_tokens=True``, so a fast
+    tokenizer returns each cut caption's rest as extra rows (``overflow_to_sample_mapping``);
+    the first row of each caption is exactly what plain truncation gives.
+    """
+    if not captions:
+        return [], 0
+    encoded = tokenizer(
+        captions, truncation=True, max_length=max_length, return_overflowing_tokens=True
+    )
+    mapping = encoded.get("overflow_to_sample_mapping")
+    if mapping is None:  # a slow tokenizer: one row per caption, cut counts in num_truncated_tokens
+        cut = encoded.get("num_truncated_tokens") or []
+        return list(encoded["input_ids"]), sum(1 for n in cut if n > 0)
+    rows: dict[int, list[int]] = {}
+    for row, sample in enumerate(mapping):
+        rows.setdefault(int(sample), encoded["input_ids"][row])
+    # each caption has one row, plus one per overflowing piece: extra rows mark the cut captions
+    cut = {int(sample) for row, sample in enumerate(mapping) if row and mapping[row - 1] == sample}
+    return [rows[i] for i in range(len(captions))], len(cut)
+
+
 class HashingDataset(Dataset):
     """One split of a prepared dataset; items are dicts of tensors.
 
     ``__getitem__`` -> {"image": [3, S, S] float (if images), "input_ids": [L] long (if a
     tokenizer), "labels": [C] float {0, 1}, "bow": [V] float counts (if bow), "index": id}.
-    Captions are tokenized once here (``tokenizer(captions, truncation=True,
-    max_length=max_length)["input_ids"]``), never per step.
+    Captions are tokenized once here (:func:`tokenize_captions`), never per step; those longer
+    than ``max_length`` tokens are cut, counted in ``n_truncated`` and the count is logged (INFO,
+    logger "data").
     """
 
     def __init__(
@@ -230,13 +272,18 @@ class HashingDataset(Dataset):
         self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
         self.paths = [data.image_path(item) for item in items] if images else None
         self.transform = image_transform(image_size, train) if images else None
-        self.input_ids = None
+        self.input_ids, self.n_truncated = None, 0
         if tokenizer is not None:
             captions = [item["caption"] for item in items]
-            encoded = (
-                tokenizer(captions, truncation=True, max_length=max_length) if captions else None
-            )
-            self.input_ids = encoded["input_ids"] if encoded is not None else []
+            self.input_ids, self.n_truncated = tokenize_captions(tokenizer, captions, max_length)
+            if self.n_truncated:
+                log.info(
+                    "%s: %d of %d captions truncated to --max-length %d tokens",
+                    split,
+                    self.n_truncated,
+                    len(captions),
+                    max_length,
+                )
         self.bow_dim = data.bow_dim()
         self.bow = sparse_bows(items, data.vocab) if bow else None
 
@@ -293,12 +340,15 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
     pad_id: int = 0,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
-    """A seeded DataLoader over ``dataset`` with :func:`collate` (same seed -> same order)."""
+    """A seeded DataLoader over ``dataset`` with :func:`collate` (same seed -> same order).
+    ``sampler`` (e.g. a DistributedSampler) replaces ``shuffle`` when given."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=functools.partial(collate, pad_id=pad_id),

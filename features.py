@@ -110,8 +110,8 @@ def _whole_batch(batch):
     return batch
 
 
-def feature_loader(dataset: FeatureDataset, batch_size: int, shuffle: bool, seed: int,
+def feature_loader(dataset: FeatureDataset, batch_size: int, sampler=None,
                    drop_last: bool = False) -> DataLoader:  # fmt: skip
-    """A seeded loader over cached features (same seeding convention as data.make_loader)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=_whole_batch, generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    """A loader over cached features, in order, or in the order of `sampler` (training)."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                      collate_fn=_whole_batch)  # fmt: skip

@@ -330,6 +330,8 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
         encoder, tokenizer = _load_pretrained_text(cfg.text_model)
     else:
         raise UserError("the model config holds no text encoder architecture; cannot rebuild it")
+    if getattr(encoder, "pooler", None) is not None:  # unused: we pool last_hidden_state ourselves
+        encoder.pooler.requires_grad_(False)  # (and DDP insists every trained parameter is used)
     cfg.text_config = encoder.config.to_json_string()
     cfg.tokenizer_json = tokenizer.backend_tokenizer.to_str()
     return TextHasher(cfg.bits, encoder, cfg.pooling, cfg.freeze_text_encoder), tokenizer

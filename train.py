@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+import distributed
 from checkpoint import load_checkpoint, save_checkpoint
 from data import HashingDataset, PreparedData, load_prepared, make_loader
+from distributed import Dist
 from errors import UserError
 from evaluate import (
     default_directions,
@@ -138,6 +141,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
     a("--num-workers", type=int, default=0, help="data loader worker processes")
     a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
+    a(
+        "--global-triplets",
+        action="store_true",
+        help="under torchrun: gather codes from all ranks so triplets span the global batch "
+        "(default: each rank's slice)",
+    )
     args = p.parse_args(argv)
     args.given = sorted(k for k, v in vars(args).items() if v is not None and v != p.get_default(k))
     for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
@@ -233,6 +242,7 @@ class Run:
     device: torch.device
     out: Path
     features: dict | None = None
+    dist: Dist = Dist()
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """A loader over one split: shuffled and augmented for training, in id order otherwise."""
@@ -240,23 +250,61 @@ class Run:
         if self.features is not None:
             ds = FeatureDataset(self.features, self.data, split)
         else:
-            ds = HashingDataset(self.data, split, tokenizer=self.tokenizer,
-                                max_length=cfg.max_length, image_size=cfg.image_size,
-                                train=train, bow=cfg.text_encoder == "bow",
-                                images=cfg.image_encoder != "none")  # fmt: skip
-        if train and len(ds) < 2:
+            ds = HashingDataset(
+                self.data,
+                split,
+                tokenizer=self.tokenizer,
+                max_length=cfg.max_length,
+                image_size=cfg.image_size,
+                train=train,
+                bow=cfg.text_encoder == "bow",
+                images=cfg.image_encoder != "none",
+            )
+        if not train:
+            if self.features is not None:
+                return feature_loader(ds, args.batch_size)
+            return make_loader(
+                ds,
+                args.batch_size,
+                shuffle=False,
+                seed=0,
+                num_workers=args.num_workers,
+                pad_id=pad_id(self.tokenizer),
+            )
+        if len(ds) < 2:
             raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
-        drop_last = train and len(ds) >= 2 * args.batch_size
+        # The order is a function of (seed, epoch) alone (sampler.set_epoch), the same permutation
+        # for any world size: rank r takes every world-th item, so the ranks' batches together
+        # are the single-process batch.
+        sampler = DistributedSampler(
+            ds,
+            num_replicas=self.dist.world,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=args.seed,
+            drop_last=True,
+        )
+        per_rank = args.batch_size // self.dist.world
+        drop_last = len(ds) >= 2 * args.batch_size
         if self.features is not None:
-            return feature_loader(ds, args.batch_size, train, args.seed, drop_last)
-        return make_loader(ds, args.batch_size, shuffle=train, seed=args.seed,
-                           num_workers=args.num_workers, drop_last=drop_last,
-                           pad_id=pad_id(self.tokenizer))  # fmt: skip
+            return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
+        return make_loader(
+            ds,
+            per_rank,
+            shuffle=False,
+            seed=args.seed,
+            sampler=sampler,
+            num_workers=args.num_workers,
+            drop_last=drop_last,
+            pad_id=pad_id(self.tokenizer),
+        )
 
     def encode(self, model, splits: tuple[str, ...]) -> dict[str, dict]:
         """±1 codes, labels and ids of each split (see evaluate.encode)."""
-        return {s: encode(model, self.loader(s), self.device, self.args.amp, desc=f"encode {s}")
-                for s in splits}  # fmt: skip
+        return {
+            s: encode(model, self.loader(s), self.device, self.args.amp, desc=f"encode {s}")
+            for s in splits
+        }
 
 
 def all_items_loader(run: Run) -> DataLoader:
@@ -264,51 +312,81 @@ def all_items_loader(run: Run) -> DataLoader:
     everything = sorted({i for ids in run.data.splits.values() for i in ids})
     data = dataclasses.replace(run.data, splits={**run.data.splits, "all": everything})
     cfg = run.cfg
-    ds = HashingDataset(data, "all", tokenizer=run.tokenizer, max_length=cfg.max_length,
-                        image_size=cfg.image_size, images=cfg.image_encoder != "none")  # fmt: skip
-    return make_loader(ds, max(64, run.args.batch_size), shuffle=False, seed=0,
-                       num_workers=run.args.num_workers, pad_id=pad_id(run.tokenizer))  # fmt: skip
+    ds = HashingDataset(
+        data,
+        "all",
+        tokenizer=run.tokenizer,
+        max_length=cfg.max_length,
+        image_size=cfg.image_size,
+        images=cfg.image_encoder != "none",
+    )
+    return make_loader(
+        ds,
+        max(64, run.args.batch_size),
+        shuffle=False,
+        seed=0,
+        num_workers=run.args.num_workers,
+        pad_id=pad_id(run.tokenizer),
+    )
 
 
 def loss_terms(args) -> tuple[str, ...]:
     return ("t2t",) if args.modalities == "text" else ("i2t", "t2i", "i2i", "t2t")
 
 
-def train_one_epoch(model, loader, optimizer, args, device, epoch: int) -> dict:
-    """One pass over the training loader. Returns the mean of each loss term. Raises
-    FloatingPointError (naming epoch, step and item ids) on a non-finite loss."""
+def batch_loss(run: Run, model, batch: dict) -> tuple[dict[str, torch.Tensor], float]:
+    """Forward pass and loss terms of one batch, and the factor to back-propagate them with.
+
+    With --global-triplets under torchrun the codes of all ranks are gathered, so every rank
+    computes the loss of the global batch; its gradient flows through the rank's own codes only,
+    and the factor (the world size) turns DDP's gradient average into their sum, the gradient
+    of the global-batch loss."""
+    args, dist = run.args, run.dist
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.amp):
+        codes = model(batch)
+    labels, scale = batch["labels"], 1.0
+    if args.global_triplets and dist.enabled:
+        codes = {k: distributed.gather(dist, v) for k, v in codes.items()}
+        labels, scale = distributed.gather(dist, labels), float(dist.world)
+    out = hashing_loss(
+        codes.get("image"),
+        codes.get("text"),
+        labels,
+        args.margin,
+        triplets=args.triplets,
+        quant_weight=args.quant_weight,
+        terms=loss_terms(args),
+    )
+    return out, scale
+
+
+def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
+    """One pass over the training loader. Returns the mean of each loss term (over steps and
+    ranks). Raises FloatingPointError (naming epoch, step and item ids) on a non-finite loss."""
     model.train()
     sums: dict[str, torch.Tensor] = {}
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=not run.dist.is_main
+    )
     for step, batch in enumerate(bar):
         batch = {
-            k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()
         }
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            codes = model(batch)
-        out = hashing_loss(
-            codes.get("image"),
-            codes.get("text"),
-            batch["labels"],
-            args.margin,
-            triplets=args.triplets,
-            quant_weight=args.quant_weight,
-            terms=loss_terms(args),
-        )
-        if not torch.isfinite(out["loss"]):
-            ids = batch["index"].tolist()
+        out, scale = batch_loss(run, model, batch)
+        if distributed.any_rank(run.dist, not torch.isfinite(out["loss"]), run.device):
             raise FloatingPointError(
-                f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, "
-                f"step {step}, batch item ids {ids}"
+                f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, step {step}, "
+                f"batch item ids {batch['index'].tolist()} (rank {run.dist.rank})"
             )
         optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        (out["loss"] * scale).backward()
         optimizer.step()
         for k, v in out.items():  # summed on the device: no host sync per term and step
             sums[k] = sums.get(k, 0.0) + v.detach()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{out['loss'].item():.3f}")
+    sums = distributed.all_mean(run.dist, sums)
     return {k: float(v) / max(1, len(loader)) for k, v in sums.items()}
 
 
@@ -337,10 +415,14 @@ def write_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def setup_logging(out: Path) -> None:
-    log.setLevel(logging.INFO)
+def setup_logging(out: Path | None) -> None:
+    """Console (and, on rank 0, RUN/train.log) logging of the "train" logger."""
+    log.setLevel(logging.INFO if out is not None else logging.WARNING)
     log.handlers.clear()
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(out / "train.log")):
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if out is not None:
+        handlers.append(logging.FileHandler(out / "train.log"))
+    for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
 
@@ -380,9 +462,11 @@ def selection_score(val: dict) -> float:
 
 
 def fit(run: Run, model, optimizer, start: dict) -> None:
-    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt)."""
-    args, out, device = run.args, run.out, run.device
+    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt).
+    Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
+    args, out, dist = run.args, run.out, run.dist
     loader = run.loader("train", train=True)
+    trained = DistributedDataParallel(model) if dist.enabled else model
     best, best_epoch = start["best"], start["best_epoch"]
     for epoch in tqdm(
         range(start["epoch"] + 1, args.epochs + 1),
@@ -392,9 +476,11 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
         total=args.epochs,
     ):
         t0 = time.perf_counter()
-        loader.generator.manual_seed(args.seed * 100_003 + epoch)  # shuffling fixed per epoch
-        record = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, args, device, epoch)}
+        loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
+        record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
         record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        if not dist.is_main:
+            continue
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             record.update(validate(model, run))
         record["seconds"] = round(time.perf_counter() - t0, 3)
@@ -428,8 +514,13 @@ def final_evaluation(run: Run) -> dict:
     model, _, _ = load_model(state, run.device)
     enc = run.encode(model, ("query", "database"))
     results = retrieval_metrics(enc["query"], enc["database"], default_directions(model))
-    results.update(best_epoch=state["epoch"], bits=run.cfg.bits, margin=run.args.margin,
-                   n_query=len(enc["query"]["labels"]), n_database=len(enc["database"]["labels"]))  # fmt: skip
+    results.update(
+        best_epoch=state["epoch"],
+        bits=run.cfg.bits,
+        margin=run.args.margin,
+        n_query=len(enc["query"]["labels"]),
+        n_database=len(enc["database"]["labels"]),
+    )
     (run.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     save_plots(enc["query"], enc["database"], run.out, default_directions(model))
     return results
@@ -461,18 +552,29 @@ def run(args: argparse.Namespace) -> int:
             f"{out} already holds a run (last.pt); pass --resume to continue it or "
             "choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    setup_logging(out)
-    device = resolve_device(args.device)
+    dist, device = distributed.init(resolve_device(args.device))
+    if args.batch_size % dist.world:
+        raise UserError(
+            f"--batch-size {args.batch_size} (the global batch) must be divisible "
+            f"by the number of processes, {dist.world}"
+        )
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    setup_logging(out if dist.is_main else None)
     args.amp = bool(args.amp and device.type == "cuda")
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
-    run = Run(args, data, tokenizer, cfg, device, out)
+    run = Run(args, data, tokenizer, cfg, device, out, dist=dist)
     if args.freeze_backbones:
         cache = Path(args.feature_cache or data.root / "features")
-        run.features = load_or_extract(model, data, lambda: all_items_loader(run), cache, device,
-                                       args.amp)  # fmt: skip
-    (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        for turn in ("main", "others"):  # rank 0 extracts; the others then read its cache
+            if dist.is_main == (turn == "main"):
+                run.features = load_or_extract(
+                    model, data, lambda: all_items_loader(run), cache, device, args.amp
+                )
+            distributed.barrier(dist)
+    if dist.is_main:
+        (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     log.info(
         "data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
         data.root,
@@ -493,12 +595,13 @@ def run(args: argparse.Namespace) -> int:
             f"out of GPU memory at --batch-size {args.batch_size} ({str(e).splitlines()[0]}); "
             f"lower --batch-size or add --amp. The last good checkpoint is {out / 'last.pt'}"
         ) from e
-    results = final_evaluation(run)
-    log.info(
-        "final evaluation (queries vs database, best epoch %s):\n%s",
-        results["best_epoch"],
-        format_table(results),
-    )
+    if dist.is_main:
+        results = final_evaluation(run)
+        log.info(
+            "final evaluation (queries vs database, best epoch %s):\n%s",
+            results["best_epoch"],
+            format_table(results),
+        )
     return 0
 
 
@@ -509,6 +612,8 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

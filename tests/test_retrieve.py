@@ -1,4 +1,5 @@
-"""retrieve.py: FAISS index and query round trip on a tiny generated dataset with a tiny model.
+"""retrieve.py: FAISS index and query round trip on a tiny generated dataset with a tiny model;
+retrieve_page.py: result rows, the printed table and the HTML page on hand-made rows.
 
 The retrieved order is checked against a brute-force Hamming ranking (stable argsort, so ties by
 database position) of the codes evaluate.encode computes; every refusal is checked for its message.
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 import retrieve
+import retrieve_page
 from metrics import hamming_distance
 
 
@@ -224,12 +226,55 @@ def test_html_escapes_text_and_quotes_paths(tmp_path):
     info = {"modality": "text", "caption": "<b>x</b> & y", "image": None, "searched": "image"}
     row = {"rank": 1, "id": 5, "distance": 0, "relevant": None, "caption": "<script>"}
     row |= {"image": str(image), "labels": ["a&b"]}
-    retrieve.write_html(
+    retrieve_page.write_html(
         tmp_path / "p.html", info, [row], {"split": "db", "bits": 8, "kind": "flat"}
     )
     text = (tmp_path / "p.html").read_text(encoding="utf-8")
     assert "<script>" not in text and "&lt;script&gt;" in text and "&lt;b&gt;x" in text
     assert 'src="a%20b.jpg"' in text and "a&amp;b" in text
+
+
+class _Items:
+    items = {
+        "ids": [4, 9, 11],
+        "captions": ["a dog", "x" * 71, "sea"],
+        "images": ["/d/4.jpg", "/d/9.jpg", "/d/11.jpg"],
+        "labels": [[0, 2], [1], []],
+        "label_names": ["dog", "sea", "sky"],
+    }
+
+
+def test_result_rows_and_table():
+    dist, pos = np.array([1, 2, 3, 9]), np.array([2, 0, 1, -1])  # -1: an index found only 3
+    rows = retrieve_page.result_rows(_Items(), dist, pos, [1, 2])
+    assert [(r["rank"], r["id"], r["distance"], r["relevant"]) for r in rows] == [
+        (1, 11, 1, False),
+        (2, 4, 2, True),
+        (3, 9, 3, True),
+    ]
+    assert rows[1]["labels"] == ["dog", "sky"] and rows[1]["image"] == "/d/4.jpg"
+    assert retrieve_page.result_rows(_Items(), dist, pos, None)[0]["relevant"] is None
+    info = {"id": 4, "modality": "text", "caption": "a dog", "labels": [0, 2], "searched": "image"}
+    meta = {"split": "db", "n_items": 3, "bits": 16, "kind": "flat"}
+    table = retrieve_page.format_results(info, rows, meta, _Items.items["label_names"])
+    assert table.splitlines() == [
+        "query: item 4 (text; dog, sky) 'a dog' -> image codes of db (3 items, 16 bits, flat)",
+        "rank  id        hamming  relevant  caption",
+        "   1  11              1  no        sea",
+        "   2  4               2  yes       a dog",
+        "   3  9               3  yes       " + "x" * 67 + "...",
+    ]
+
+
+def test_retrieve_page_imports_none_of_our_modules():
+    import ast
+
+    tree = ast.parse(Path(retrieve_page.__file__).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    ours = {p.stem for p in Path(retrieve_page.__file__).parent.glob("*.py")}
+    assert {name.split(".")[0] for name in names} & ours == set()
+    assert retrieve.write_html is retrieve_page.write_html  # retrieve re-exports the output code
 
 
 def test_approximate_indexes_round_trip(run, encoded, tmp_path, capsys):
