@@ -38,9 +38,13 @@ DIRECTIONS = {
 
 
 @torch.no_grad()
-def encode(model, loader, device: torch.device, amp: bool = False, desc: str = "encode") -> dict:
+def encode(
+    model, loader, device: torch.device, amp: bool = False, desc: str = "encode", prepare_batch=None
+) -> dict:
     """Run the towers over a loader. Returns {"image": ±1 int8 [N, bits], "text": ..., "labels":
-    float32 [N, C], "ids": int64 [N]} (numpy; a modality is absent when the model lacks its tower)."""
+    float32 [N, C], "ids": int64 [N]} (numpy; a modality is absent when the model lacks its tower).
+    ``prepare_batch`` (optional) maps each batch after its copy to ``device`` (train.py's
+    --image-cache: uint8 images -> normalised "image")."""
     from models import binarize
 
     model.eval()
@@ -50,6 +54,8 @@ def encode(model, loader, device: torch.device, amp: bool = False, desc: str = "
             k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()
         }
+        if prepare_batch is not None:
+            batch = prepare_batch(batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             codes = model(batch)
         for name, h in codes.items():

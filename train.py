@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -44,6 +45,7 @@ from evaluate import (
     save_plots,
 )
 from features import FeatureDataset, feature_loader, load_or_extract
+from image_cache import CachedImageDataset, cached_loader, gpu_transform
 from loss import hashing_loss
 from models import ModelConfig, build_model
 
@@ -140,6 +142,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--device", default="auto", help="auto | cpu | cuda")
     a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
     a("--num-workers", type=int, default=0, help="data loader worker processes")
+    a(
+        "--image-cache",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read images from a uint8 cache (DATA/image_cache, built once) and crop, flip and "
+        "normalise them on the device (see image_cache.py)",
+    )
     a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
     a(
         "--global-triplets",
@@ -247,8 +256,22 @@ class Run:
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """A loader over one split: shuffled and augmented for training, in id order otherwise."""
         args, cfg = self.args, self.cfg
+        cached = getattr(args, "image_cache", False) and cfg.image_encoder != "none"
+        make = make_loader
         if self.features is not None:
             ds = FeatureDataset(self.features, self.data, split)
+        elif cached:
+            ds = CachedImageDataset(
+                self.data,
+                split,
+                tokenizer=self.tokenizer,
+                max_length=cfg.max_length,
+                image_size=cfg.image_size,
+                train=train,
+                bow=cfg.text_encoder == "bow",
+                build_workers=args.num_workers,
+            )
+            make = functools.partial(cached_loader, pin_memory=self.device.type == "cuda")
         else:
             ds = HashingDataset(
                 self.data,
@@ -263,7 +286,7 @@ class Run:
         if not train:
             if self.features is not None:
                 return feature_loader(ds, args.batch_size)
-            return make_loader(
+            return make(
                 ds,
                 args.batch_size,
                 shuffle=False,
@@ -288,7 +311,7 @@ class Run:
         drop_last = len(ds) >= 2 * args.batch_size
         if self.features is not None:
             return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
-        return make_loader(
+        return make(
             ds,
             per_rank,
             shuffle=False,
@@ -299,10 +322,23 @@ class Run:
             pad_id=pad_id(self.tokenizer),
         )
 
+    def prepare_batch(self, batch: dict, train: bool = False) -> dict:
+        """On the device: the cached uint8 images (--image-cache) -> the normalised "image"."""
+        if "image_u8" in batch:
+            batch["image"] = gpu_transform(batch.pop("image_u8"), self.cfg.image_size, train)
+        return batch
+
     def encode(self, model, splits: tuple[str, ...]) -> dict[str, dict]:
         """±1 codes, labels and ids of each split (see evaluate.encode)."""
         return {
-            s: encode(model, self.loader(s), self.device, self.args.amp, desc=f"encode {s}")
+            s: encode(
+                model,
+                self.loader(s),
+                self.device,
+                self.args.amp,
+                desc=f"encode {s}",
+                prepare_batch=self.prepare_batch,
+            )
             for s in splits
         }
 
@@ -373,7 +409,7 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
             k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()
         }
-        out, scale = batch_loss(run, model, batch)
+        out, scale = batch_loss(run, model, run.prepare_batch(batch, train=True))
         if distributed.any_rank(run.dist, not torch.isfinite(out["loss"]), run.device):
             raise FloatingPointError(
                 f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, step {step}, "

@@ -1,0 +1,56 @@
+"""bench/gpu_check.py on the CPU (--tiny): the table, the JSON and the projection arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_table_and_json(tmp_path, capsys):
+    gpu_check = load_gpu_check()
+    out = tmp_path / "g.json"
+    argv = ["--tiny", "--out", str(out), "--batches", "4", "--precisions", "fp32"]
+    assert gpu_check.main([*argv, "--data-dir", str(tmp_path / "demo")]) == 0
+    result = json.loads(out.read_text())
+    assert result["tiny"] is True and result["config"]["image"] == 32
+    rows = result["training"]
+    assert [(r["batch"], r["precision"], r["input"]) for r in rows] == [
+        (4, "fp32", "synthetic"),
+        (4, "fp32", "uint8 cache loader"),
+    ]
+    for r in rows:
+        assert r["s_per_step"] > 0 and math.isfinite(r["loss"]) and r["loss"] >= 0
+        assert math.isclose(r["pairs_per_s"], 4 / r["s_per_step"])
+        assert math.isclose(r["hours_300_epochs_10k"], 3e6 / r["pairs_per_s"] / 3600)
+    assert rows[0]["loss"] > 0  # the synthetic labels give valid triplets
+    ties = {r["ties"]: r for r in result["evaluation"]}
+    assert set(ties) == {"index", "average"}
+    for r in ties.values():
+        assert (r["queries"], r["database"], r["bits"]) == (50, 300, 64)
+        assert 0.0 < r["map"] <= 1.0 and r["seconds"] >= 0
+    printed = capsys.readouterr().out
+    assert "| 4 | fp32 | uint8 cache loader |" in printed
+    assert "| 50 x 300 | 64 | average |" in printed
+
+
+def test_full_size_config_is_the_brief():
+    gpu_check = load_gpu_check()
+    full = gpu_check.FULL
+    assert full["image"] == 224 and full["bert"] == {}  # BertConfig defaults: BERT-base size
+    assert full["batches"] == (32, 128) and full["eval"] == (2000, 18000)
+    assert gpu_check.TOKENS == 40 and gpu_check.EVAL_BITS == 64
+    from transformers import BertConfig
+
+    base = BertConfig(**full["bert"])
+    assert (base.hidden_size, base.num_hidden_layers, base.vocab_size) == (768, 12, 30522)
