@@ -19,9 +19,9 @@ Output: a markdown table on stdout and a JSON file (--out).
 --tiny (automatic without CUDA): image 32, a 2-layer width-64 BERT, batches 4 and 8, 2 timed
 steps, evaluation 50 x 300; for tests/test_gpu_check.py.
 
-Status: run twice on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28, about 60 s
-each; the table is in issue 5's report. BENCHMARKS.md does not hold these rows yet. At batch 32
-a step is bound by the Python/launch side (float32 ~ bf16), so rows there vary between runs.
+Status: run on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28, 52 s; the table is
+in BENCHMARKS.md. At batch 32 a step is bound by the Python/launch side (float32 ~ bf16), so
+rows there vary between runs.
 """
 
 from __future__ import annotations
