@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import data  # noqa: E402
+import engine  # noqa: E402
 import train  # noqa: E402
 from metrics import chance_level, mean_average_precision  # noqa: E402
 
@@ -99,9 +100,9 @@ def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed:
     cfg = ModelConfig(bits=bits, image_encoder="none", text_model=minilm, pooling="mean",
                       freeze_text_encoder=True, max_length=64)  # fmt: skip
     model, tokenizer = build_model(cfg)
-    run = train.Run(argparse.Namespace(batch_size=32, num_workers=0, seed=0, amp=False), d,
+    run = engine.Run(argparse.Namespace(batch_size=32, num_workers=0, seed=0, amp=False), d,
                     tokenizer, cfg, torch.device("cpu"), prepared)  # fmt: skip
-    feats = load_or_extract(model, d, lambda: train.all_items_loader(run), cache, run.device)
+    feats = load_or_extract(model, d, lambda: engine.all_items_loader(run), cache, run.device)
     row = {int(i): r for r, i in enumerate(feats["ids"].tolist())}
     proj = torch.randn(feats["text"].shape[1], bits, generator=torch.Generator().manual_seed(seed))
     codes = torch.where(feats["text"] @ proj >= 0, 1, -1).to(torch.int8).numpy()
