@@ -212,7 +212,15 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
             )
         optimizer.zero_grad(set_to_none=True)
         (out["loss"] * scale).backward()
-        optimizer.step()
+        try:
+            optimizer.step()
+        except RuntimeError as e:  # a step too large for float32 ("... without overflow")
+            if "overflow" not in str(e):
+                raise
+            raise FloatingPointError(
+                f"the optimizer step overflowed float32 ({e}) at epoch {epoch}, step {step}, "
+                f"batch item ids {batch['index'].tolist()}; lower --lr"
+            ) from e
         for k, v in out.items():  # summed on the device: no host sync per term and step
             sums[k] = sums.get(k, 0.0) + v.detach()
         if step % 10 == 0:

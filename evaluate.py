@@ -167,13 +167,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(state: dict, device: torch.device):
-    """(model, tokenizer, config) rebuilt from a checkpoint dict alone."""
+def load_model(state: dict, device: torch.device, source: str | Path = "the checkpoint"):
+    """(model, tokenizer, config) rebuilt from a checkpoint dict alone; UserError naming `source`
+    when its weights do not fit its own model config (e.g. an edited code length)."""
     from models import ModelConfig, build_model
 
     cfg = ModelConfig.from_dict(state["model_config"])
     model, tokenizer = build_model(cfg, pretrained=False)
-    model.load_state_dict(state["model"])  # strict: a key mismatch is an error, not a silent skip
+    try:  # strict: a key mismatch is an error, not a silent skip
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        detail = "; ".join(x.strip() for x in str(e).splitlines()[1:4] if x.strip())
+        raise UserError(
+            f"{source}: its weights do not fit its model config ({cfg.bits} bits, text model "
+            f"{cfg.text_model}): {detail[:600]}"
+        ) from e
     return model.to(device), tokenizer, cfg
 
 
@@ -187,7 +195,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
     data = load_prepared(data_dir)
     device = resolve_device(args.device)
-    model, tokenizer, cfg = load_model(state, device)
+    model, tokenizer, cfg = load_model(state, device, source=args.checkpoint)
     check_labels_match(cfg.label_names, data, data_dir)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)

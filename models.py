@@ -330,6 +330,12 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
         encoder, tokenizer = _load_pretrained_text(cfg.text_model)
     else:
         raise UserError("the model config holds no text encoder architecture; cannot rebuild it")
+    positions = getattr(encoder.config, "max_position_embeddings", None)
+    if positions is not None and cfg.max_length > positions:
+        raise UserError(
+            f"--max-length {cfg.max_length} is more than the {positions} positions of the text "
+            f"model {cfg.text_model}; use --max-length {positions} or less"
+        )
     if getattr(encoder, "pooler", None) is not None:  # unused: we pool last_hidden_state ourselves
         encoder.pooler.requires_grad_(False)  # (and DDP insists every trained parameter is used)
     cfg.text_config = encoder.config.to_json_string()

@@ -34,10 +34,14 @@ from errors import UserError
 
 # =========================================================================== dropping, splits
 def _image_ok(path: Path) -> bool:
-    """Cheap check that PIL can identify and verify the file (no full decode)."""
+    """Whether PIL can decode the whole file. A JPEG is decoded at 1/8 scale (``draft``), which
+    still reads every byte of its entropy-coded data, so a truncated file is caught (``verify``
+    alone passes one): about 1 ms per IAPR-sized image instead of 2."""
     try:
         with Image.open(path) as image:
-            image.verify()
+            width, height = image.size
+            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.load()
     except Exception:  # PIL raises many types for broken files; any of them means unreadable
         return False
     return True
@@ -384,7 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--check-images",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="open and verify every image with PIL (off: only check that the file exists)",
+        help="decode every image with PIL and drop unreadable ones (off: only check that the "
+        "file exists; a bad image then stops training, naming the item and file)",
     )
     a("--strict", action="store_true", help="fail on the first item that would be dropped")
     a("--overwrite", action="store_true", help="replace a prepared dataset already in --out")

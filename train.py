@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -171,7 +172,11 @@ def check_args(args: argparse.Namespace) -> None:
             f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}",
         ),
         (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
-        (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (
+            math.isfinite(args.lr) and args.lr > 0,
+            f"--lr must be a finite number > 0, got {args.lr}",
+        ),
+        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
         (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
         (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
         (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
@@ -187,6 +192,9 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(message)
     if args.optimizer == "separate" and (args.image_lr is None or args.text_lr is None):
         raise UserError("--optimizer separate needs both --image-lr and --text-lr")
+    for flag, value in (("--image-lr", args.image_lr), ("--text-lr", args.text_lr)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a finite number > 0, got {value}")
     if args.freeze_backbones and args.text_encoder == "bow":
         raise UserError(
             "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
@@ -241,6 +249,24 @@ def write_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def trim_metrics(path: Path, epoch: int) -> None:
+    """Keep the metrics.jsonl lines of epochs <= `epoch` (the resumed checkpoint's): a line written
+    just before a crash that lost its checkpoint is dropped (that epoch is trained again), and so
+    is a line torn by a kill."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= epoch:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(x + "\n" for x in kept))
+    os.replace(tmp, path)
+
+
 def setup_logging(out: Path | None) -> None:
     """Console (and, on rank 0, RUN/train.log) logging of the "train" logger."""
     log.setLevel(logging.INFO if out is not None else logging.WARNING)
@@ -248,9 +274,13 @@ def setup_logging(out: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if out is not None:
         handlers.append(logging.FileHandler(out / "train.log"))
+    data_log = logging.getLogger("data")  # e.g. how many captions --max-length cut
+    data_log.setLevel(log.level)
+    data_log.handlers.clear()
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
+        data_log.addHandler(handler)
 
 
 def prepare_run(args: argparse.Namespace):
@@ -271,6 +301,7 @@ def prepare_run(args: argparse.Namespace):
         set_rng_state(state["rng"])
         start = {"epoch": state["epoch"], "best": state["best"], "best_epoch": state["best_epoch"]}
         log.info("resumed from %s at epoch %d", Path(args.out) / "last.pt", state["epoch"])
+        trim_metrics(Path(args.out) / "metrics.jsonl", state["epoch"])
     return data, model, tokenizer, cfg, optimizer, start
 
 
@@ -310,8 +341,8 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             if score > best:
                 best, best_epoch = score, epoch
                 save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
+        write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
         save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
-        write_jsonl(out / "metrics.jsonl", record)
         log.info(
             "epoch %d  loss %.4f  %s  %.1fs",
             epoch,
@@ -345,13 +376,21 @@ RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers")
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     """--resume continues with the run's saved arguments; only RESUME_OVERRIDES given on the
     command line (e.g. more --epochs, another --device) replace them."""
-    path = Path(args.out) / "args.json"
-    if not path.is_file():
-        raise UserError(f"--resume: {path} does not exist; is --out the folder of an earlier run?")
-    saved = json.loads(path.read_text())
+    out = Path(args.out)
+    if not out.is_dir():
+        raise UserError(f"--resume: {out} does not exist; is --out the folder of an earlier run?")
+    if not (out / "last.pt").is_file():
+        raise UserError(
+            f"--resume: {out} holds no checkpoint (last.pt) yet: the run stopped before its "
+            "first epoch ended. Start it again without --resume, with the same flags"
+        )
+    if not (out / "args.json").is_file():
+        raise UserError(f"--resume: {out / 'args.json'} does not exist; is --out a run folder?")
+    saved = json.loads((out / "args.json").read_text())
     for key in RESUME_OVERRIDES:
         if key in args.given:
             saved[key] = getattr(args, key)
+    saved["out"] = args.out  # where the run is now, even if it was moved since
     return argparse.Namespace(**{**saved, "resume": True, "given": args.given})
 
 
@@ -401,7 +440,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         fit(run, model, optimizer, start)
     except FloatingPointError as e:
-        log.error("stopped: %s. The last good checkpoint is %s", e, out / "last.pt")
+        last = out / "last.pt"
+        kept = (
+            f"The last good checkpoint is {last}"
+            if last.is_file()
+            else "no checkpoint was written (the first epoch did not complete)"
+        )
+        log.error("stopped: %s. %s", e, kept)
         return 1
     except torch.OutOfMemoryError as e:
         raise UserError(
