@@ -341,9 +341,12 @@ def make_loader(
     drop_last: bool = False,
     pad_id: int = 0,
     sampler: Sampler | None = None,
+    collate_fn: Callable = collate,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A seeded DataLoader over ``dataset`` with :func:`collate` (same seed -> same order).
-    ``sampler`` (e.g. a DistributedSampler) replaces ``shuffle`` when given."""
+    """A seeded DataLoader over ``dataset`` with ``collate_fn`` (default :func:`collate`; same
+    seed -> same order). ``sampler`` (e.g. a DistributedSampler) replaces ``shuffle`` when given;
+    workers, if any, persist across epochs."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -351,9 +354,11 @@ def make_loader(
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
-        collate_fn=functools.partial(collate, pad_id=pad_id),
+        collate_fn=functools.partial(collate_fn, pad_id=pad_id),
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
     )
 
 

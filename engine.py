@@ -53,31 +53,20 @@ class Run:
         args, cfg = self.args, self.cfg
         cached = getattr(args, "image_cache", False) and cfg.image_encoder != "none"
         make = make_loader
+        common = {
+            "tokenizer": self.tokenizer,
+            "max_length": cfg.max_length,
+            "image_size": cfg.image_size,
+            "train": train,
+            "bow": cfg.text_encoder == "bow",
+        }
         if self.features is not None:
             ds = FeatureDataset(self.features, self.data, split)
         elif cached:
-            ds = CachedImageDataset(
-                self.data,
-                split,
-                tokenizer=self.tokenizer,
-                max_length=cfg.max_length,
-                image_size=cfg.image_size,
-                train=train,
-                bow=cfg.text_encoder == "bow",
-                build_workers=args.num_workers,
-            )
+            ds = CachedImageDataset(self.data, split, **common, build_workers=args.num_workers)
             make = functools.partial(cached_loader, pin_memory=self.device.type == "cuda")
         else:
-            ds = HashingDataset(
-                self.data,
-                split,
-                tokenizer=self.tokenizer,
-                max_length=cfg.max_length,
-                image_size=cfg.image_size,
-                train=train,
-                bow=cfg.text_encoder == "bow",
-                images=cfg.image_encoder != "none",
-            )
+            ds = HashingDataset(self.data, split, **common, images=cfg.image_encoder != "none")
         if not train:
             if self.features is not None:
                 return feature_loader(ds, args.batch_size)

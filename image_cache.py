@@ -25,7 +25,6 @@ Checkpoints are the same either way; evaluate.py (a checkpoint alone) always use
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -44,7 +43,7 @@ from data import (
     PreparedData,
     collate,
     load_image,
-    seed_worker,
+    make_loader,
 )
 from errors import UserError
 
@@ -202,18 +201,18 @@ def cached_loader(
 ) -> DataLoader:
     """data.make_loader's seeded loader for a CachedImageDataset; pinned memory (default: when
     CUDA is available) and persistent workers (when ``num_workers`` > 0)."""
-    return DataLoader(
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    return make_loader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
+        batch_size,
+        shuffle,
+        seed,
         num_workers=num_workers,
         drop_last=drop_last,
-        collate_fn=functools.partial(collate_cached, pad_id=pad_id),
-        generator=torch.Generator().manual_seed(seed),
-        worker_init_fn=seed_worker,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        persistent_workers=num_workers > 0,
+        pad_id=pad_id,
+        sampler=sampler,
+        collate_fn=collate_cached,
+        pin_memory=pin,
     )
 
 
