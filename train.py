@@ -149,6 +149,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
     a(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the training forward pass (pays a compile time once; worth it on GPUs)",
+    )
+    a(
         "--global-triplets",
         action="store_true",
         help="under torchrun: gather codes from all ranks so triplets span the global batch "
@@ -311,6 +317,10 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
     args, out, dist = run.args, run.out, run.dist
     loader = run.loader("train", train=True)
     trained = DistributedDataParallel(model) if dist.enabled else model
+    if getattr(
+        args, "compile", False
+    ):  # the training forward only; evaluation and checkpoints use `model` itself
+        trained = torch.compile(trained)
     best, best_epoch = start["best"], start["best_epoch"]
     for epoch in tqdm(
         range(start["epoch"] + 1, args.epochs + 1),

@@ -230,3 +230,18 @@ def test_text_only_mode(tiny_prepared, tmp_path, tiny_flags):
     assert "map_i2t" not in results
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["i2t"] == 0 and record["t2t"] > 0
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_training(tiny_prepared, tmp_path, tiny_flags):
+    """--compile (torch.compile of the training forward) on the hash layers of frozen-feature mode:
+    the same per-epoch losses as eager mode, to float round-off."""
+    flags = [*tiny_flags, "--freeze-backbones", "--feature-cache", str(tmp_path / "f"),
+             "--epochs", "2"]  # fmt: skip
+    assert run_train(tiny_prepared, tmp_path / "eager", flags) == 0
+    assert run_train(tiny_prepared, tmp_path / "compiled", flags, "--compile") == 0
+    losses = [
+        [json.loads(x)["loss"] for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+        for n in ("eager", "compiled")
+    ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
