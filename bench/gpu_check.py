@@ -41,11 +41,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FULL = {"image": 224, "bert": {}, "batches": (32, 128), "steps": 10, "warmup": 3,
-        "eval": (2000, 18000), "workers": 4, "items": 2400}  # fmt: skip
-TINY = {"image": 32, "bert": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 128}, "batches": (4, 8), "steps": 2, "warmup": 1,
-        "eval": (50, 300), "workers": 0, "items": 60}  # fmt: skip
+FULL = {
+    "image": 224,
+    "bert": {},
+    "batches": (32, 128),
+    "steps": 10,
+    "warmup": 3,
+    "eval": (2000, 18000),
+    "workers": 4,
+    "items": 2400,
+}
+TINY = {
+    "image": 32,
+    "bert": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 128,
+    },
+    "batches": (4, 8),
+    "steps": 2,
+    "warmup": 1,
+    "eval": (50, 300),
+    "workers": 0,
+    "items": 60,
+}
 TOKENS, TRAIN_BITS, EVAL_BITS, N_LABELS = 40, 32, 64, 255
 
 
@@ -99,11 +119,25 @@ def loader_batches(prepared, tokenizer, size: dict, batch: int, device: torch.de
     """Endless training batches through the uint8-cache path, "image" made on ``device``."""
     from image_cache import CachedImageDataset, cached_loader, gpu_transform
 
-    ds = CachedImageDataset(prepared, "train", tokenizer, TOKENS, size["image"], train=True,
-                            build_workers=size["workers"])  # fmt: skip
-    loader = cached_loader(ds, batch, shuffle=True, seed=0, num_workers=size["workers"],
-                           drop_last=True, pad_id=tokenizer.pad_token_id,
-                           pin_memory=device.type == "cuda")  # fmt: skip
+    ds = CachedImageDataset(
+        prepared,
+        "train",
+        tokenizer,
+        TOKENS,
+        size["image"],
+        train=True,
+        build_workers=size["workers"],
+    )
+    loader = cached_loader(
+        ds,
+        batch,
+        shuffle=True,
+        seed=0,
+        num_workers=size["workers"],
+        drop_last=True,
+        pad_id=tokenizer.pad_token_id,
+        pin_memory=device.type == "cuda",
+    )
     if len(loader) == 0:
         raise RuntimeError(f"{len(ds)} training items < batch {batch}")
     while True:
@@ -143,13 +177,17 @@ def time_row(model, optimizer, batches, device, bf16: bool, size: dict) -> dict:
     return {"s_per_step": float(np.median(times)), "loss": loss, "peak_gib": peak}
 
 
-def training_rows(size: dict, device: torch.device, data_dir: Path, precisions) -> list[dict]:
+def training_rows(
+    size: dict, device: torch.device, data_dir: Path, precisions, compile_model: bool = False
+) -> list[dict]:
     prepared, tokenizer = demo_data(data_dir, size["items"])
     rows = []
     for batch in size["batches"]:
         for bf16 in [p == "bf16" for p in precisions]:
             for source in ("synthetic", "uint8 cache loader"):
                 model, optimizer = build(size, device)
+                if compile_model:  # compiled during the warm-up steps, which are not timed
+                    model = torch.compile(model)
                 batches = (
                     synthetic_batches(size, batch, device)
                     if source == "synthetic"
@@ -157,9 +195,17 @@ def training_rows(size: dict, device: torch.device, data_dir: Path, precisions) 
                 )
                 r = time_row(model, optimizer, batches, device, bf16, size)
                 pairs_s = batch / r["s_per_step"]
-                rows.append({"batch": batch, "precision": "bf16" if bf16 else "fp32",
-                             "input": source, **r, "pairs_per_s": pairs_s,
-                             "hours_300_epochs_10k": 300 * 10_000 / pairs_s / 3600})  # fmt: skip
+                precision = ("bf16" if bf16 else "fp32") + (" compiled" if compile_model else "")
+                rows.append(
+                    {
+                        "batch": batch,
+                        "precision": precision,
+                        "input": source,
+                        **r,
+                        "pairs_per_s": pairs_s,
+                        "hours_300_epochs_10k": 300 * 10_000 / pairs_s / 3600,
+                    }
+                )
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
                 del model, optimizer, batches
                 if device.type == "cuda":
@@ -172,22 +218,36 @@ def eval_rows(n_query: int, n_db: int) -> list[dict]:
     from metrics import mean_average_precision
 
     rng = np.random.default_rng(0)
-    codes = [np.where(rng.random((n, EVAL_BITS)) < 0.5, -1, 1).astype(np.int8)
-             for n in (n_query, n_db)]  # fmt: skip
-    labels = [(rng.random((n, N_LABELS)) < 4 / N_LABELS).astype(np.float32)
-              for n in (n_query, n_db)]  # fmt: skip
+    codes = [
+        np.where(rng.random((n, EVAL_BITS)) < 0.5, -1, 1).astype(np.int8) for n in (n_query, n_db)
+    ]
+    labels = [
+        (rng.random((n, N_LABELS)) < 4 / N_LABELS).astype(np.float32) for n in (n_query, n_db)
+    ]
     rows = []
     for ties in ("index", "average"):
         t0 = time.perf_counter()
         value = mean_average_precision(codes[0], codes[1], labels[0], labels[1], ties=ties)
-        rows.append({"queries": n_query, "database": n_db, "bits": EVAL_BITS, "ties": ties,
-                     "seconds": time.perf_counter() - t0, "map": value})  # fmt: skip
+        rows.append(
+            {
+                "queries": n_query,
+                "database": n_db,
+                "bits": EVAL_BITS,
+                "ties": ties,
+                "seconds": time.perf_counter() - t0,
+                "map": value,
+            }
+        )
     return rows
 
 
 def machine(device: torch.device) -> dict:
-    info = {"platform": f"{platform.machine()} {platform.system()}", "cpus": os.cpu_count(),
-            "torch": torch.__version__, "device": str(device)}  # fmt: skip
+    info = {
+        "platform": f"{platform.machine()} {platform.system()}",
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -195,9 +255,12 @@ def machine(device: torch.device) -> dict:
 
 def markdown(result: dict) -> str:
     gib = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    lines = [f"machine: {result['machine']}; tiny: {result['tiny']}", "",
-             "| batch | precision | input | ms/step | pairs/s | peak GiB | loss | 300 ep x 10k pairs |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"machine: {result['machine']}; tiny: {result['tiny']}",
+        "",
+        "| batch | precision | input | ms/step | pairs/s | peak GiB | loss | 300 ep x 10k pairs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["training"]:
         lines.append(
             f"| {r['batch']} | {r['precision']} | {r['input']} | {r['s_per_step'] * 1e3:.1f} "
@@ -206,8 +269,10 @@ def markdown(result: dict) -> str:
         )
     lines += ["", "| queries x database | bits | ties | seconds | mAP |", "|---|---|---|---|---|"]
     for r in result["evaluation"]:
-        lines.append(f"| {r['queries']} x {r['database']} | {r['bits']} | {r['ties']} "
-                     f"| {r['seconds']:.2f} | {r['map']:.4f} |")  # fmt: skip
+        lines.append(
+            f"| {r['queries']} x {r['database']} | {r['bits']} | {r['ties']} "
+            f"| {r['seconds']:.2f} | {r['map']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -224,6 +289,9 @@ def main(argv=None) -> int:
         help="float32 and/or bf16 autocast rows",
     )
     p.add_argument("--data-dir", help="folder for the generated demo data (default: a temp dir)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (train.py --compile)"
+    )
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.tiny or device.type != "cuda"
@@ -231,9 +299,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         folder = args.data_dir or stack.enter_context(tempfile.TemporaryDirectory())
-        training = training_rows(size, device, Path(folder), args.precisions)
-    result = {"machine": machine(device), "tiny": tiny, "config": {**size, "tokens": TOKENS},
-              "training": training, "evaluation": eval_rows(*size["eval"])}  # fmt: skip
+        training = training_rows(size, device, Path(folder), args.precisions, args.compile)
+    result = {
+        "machine": machine(device),
+        "tiny": tiny,
+        "config": {**size, "tokens": TOKENS},
+        "training": training,
+        "evaluation": eval_rows(*size["eval"]),
+    }
     result["seconds"] = time.perf_counter() - t0
     print(markdown(result))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
