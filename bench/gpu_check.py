@@ -20,8 +20,8 @@ Output: a markdown table on stdout and a JSON file (--out).
 steps, evaluation 50 x 300; for tests/test_gpu_check.py.
 
 Status: run on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28, 52 s, and once more
-with --compile (batch 128, bf16; 140 s); the tables are in BENCHMARKS.md. At batch 32 a step is bound by the Python/launch side (float32 ~ bf16), so
-rows there vary between runs.
+with --compile (batch 128, bf16; 140 s); the tables are in BENCHMARKS.md. At batch 32 a step is
+bound by the Python/launch side (float32 ~ bf16), so rows there vary between runs.
 """
 
 from __future__ import annotations
