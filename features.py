@@ -34,8 +34,12 @@ def cache_key(model, data_root: Path) -> str:
     """sha256 (first 16 hex digits) of the manifest and of everything the frozen features depend on."""
     h = hashlib.sha256((Path(data_root) / "manifest.jsonl").read_bytes())
     cfg = model.config
-    settings = {"image_size": cfg.image_size, "max_length": cfg.max_length,
-                "pooling": cfg.pooling, "tokenizer": cfg.tokenizer_json}  # fmt: skip
+    settings = {
+        "image_size": cfg.image_size,
+        "max_length": cfg.max_length,
+        "pooling": cfg.pooling,
+        "tokenizer": cfg.tokenizer_json,
+    }
     h.update(json.dumps(settings, sort_keys=True).encode())
     if model.image is not None:
         _tensor_digest(h, model.image.backbone)
@@ -110,8 +114,14 @@ def _whole_batch(batch):
     return batch
 
 
-def feature_loader(dataset: FeatureDataset, batch_size: int, sampler=None,
-                   drop_last: bool = False) -> DataLoader:  # fmt: skip
+def feature_loader(
+    dataset: FeatureDataset, batch_size: int, sampler=None, drop_last: bool = False
+) -> DataLoader:
     """A loader over cached features, in order, or in the order of `sampler` (training)."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      collate_fn=_whole_batch)  # fmt: skip
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        collate_fn=_whole_batch,
+    )

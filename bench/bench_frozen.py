@@ -42,15 +42,27 @@ def main(argv=None) -> int:
     p.add_argument("extra", nargs="*", help="extra train.py flags (after --)")
     args = p.parse_args(argv)
     base = ["--data", args.data] if args.data else ["--demo"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         full = one_mode([*base, *args.extra], Path(tmp) / "full")
-        frozen = one_mode([*base, *args.extra, "--freeze-backbones", "--feature-cache",
-                           str(Path(tmp) / "features")], Path(tmp) / "frozen")  # fmt: skip
+        frozen = one_mode(
+            [
+                *base,
+                *args.extra,
+                "--freeze-backbones",
+                "--feature-cache",
+                str(Path(tmp) / "features"),
+            ],
+            Path(tmp) / "frozen",
+        )
     for name, r in (("full fine-tuning", full), ("frozen features", frozen)):
-        print(f"{name:<18} epoch {r['epoch_seconds']:8.2f} s   whole 2-epoch run "
-              f"{r['wall_seconds']:8.1f} s")  # fmt: skip
+        print(
+            f"{name:<18} epoch {r['epoch_seconds']:8.2f} s   whole 2-epoch run "
+            f"{r['wall_seconds']:8.1f} s"
+        )
     print(f"epoch time ratio full / frozen: {full['epoch_seconds'] / frozen['epoch_seconds']:.1f}x")
     return 0
 

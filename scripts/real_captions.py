@@ -55,8 +55,17 @@ def prepare_real(meta: Path, work: Path) -> Path:
     if not (prepared / "summary.json").is_file():
         if layout(["--meta", str(meta), "--out", str(work / "raw")]) not in (0, None):
             raise SystemExit("error: laying out the metadata failed (see above)")
-        argv = ["prepare", "--iapr-root", str(work / "raw/iaprtc12"), "--saiapr-root",
-                str(work / "raw/saiapr_tc-12"), "--out", str(prepared), "--overwrite", *SPLIT]  # fmt: skip
+        argv = [
+            "prepare",
+            "--iapr-root",
+            str(work / "raw/iaprtc12"),
+            "--saiapr-root",
+            str(work / "raw/saiapr_tc-12"),
+            "--out",
+            str(prepared),
+            "--overwrite",
+            *SPLIT,
+        ]
         if data.main(argv) != 0:
             raise SystemExit("error: prepare failed (see above)")
     return prepared
@@ -68,11 +77,33 @@ def method_flags(method: str, args, minilm: str) -> list[str]:
     if method == "bow":
         return [*common, "--text-encoder", "bow", "--epochs", str(args.bow_epochs), "--lr", "1e-4"]
     if method == "minilm-frozen":
-        return [*common, "--text-model", minilm, "--pooling", "mean", "--freeze-backbones",
-                "--feature-cache", str(args.out / "features"), "--epochs", str(args.head_epochs),
-                "--lr", "1e-3"]  # fmt: skip
-    return [*common, "--text-model", minilm, "--pooling", "mean", "--epochs",
-            str(args.finetune_epochs), "--eval-every", "1", "--lr", "2e-5"]  # fmt: skip
+        return [
+            *common,
+            "--text-model",
+            minilm,
+            "--pooling",
+            "mean",
+            "--freeze-backbones",
+            "--feature-cache",
+            str(args.out / "features"),
+            "--epochs",
+            str(args.head_epochs),
+            "--lr",
+            "1e-3",
+        ]
+    return [
+        *common,
+        "--text-model",
+        minilm,
+        "--pooling",
+        "mean",
+        "--epochs",
+        str(args.finetune_epochs),
+        "--eval-every",
+        "1",
+        "--lr",
+        "2e-5",
+    ]
 
 
 def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
@@ -85,9 +116,13 @@ def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
             raise SystemExit(f"error: python train.py {shlex.join(argv)} failed")
         (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     r = json.loads((out / "results.json").read_text())
-    return {"map": r["map_t2t"], "map_tie_avg": r["map_t2t_tie_avg"], "chance": r["chance_t2t"],
-            "seconds": float((out / "wall_seconds.txt").read_text()),
-            "command": "python train.py " + shlex.join(argv)}  # fmt: skip
+    return {
+        "map": r["map_t2t"],
+        "map_tie_avg": r["map_t2t_tie_avg"],
+        "chance": r["chance_t2t"],
+        "seconds": float((out / "wall_seconds.txt").read_text()),
+        "command": "python train.py " + shlex.join(argv),
+    }
 
 
 def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed: int = 0) -> dict:
@@ -97,11 +132,23 @@ def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed:
 
     t0 = time.perf_counter()
     d = data.load_prepared(prepared)
-    cfg = ModelConfig(bits=bits, image_encoder="none", text_model=minilm, pooling="mean",
-                      freeze_text_encoder=True, max_length=64)  # fmt: skip
+    cfg = ModelConfig(
+        bits=bits,
+        image_encoder="none",
+        text_model=minilm,
+        pooling="mean",
+        freeze_text_encoder=True,
+        max_length=64,
+    )
     model, tokenizer = build_model(cfg)
-    run = engine.Run(argparse.Namespace(batch_size=32, num_workers=0, seed=0, amp=False), d,
-                    tokenizer, cfg, torch.device("cpu"), prepared)  # fmt: skip
+    run = engine.Run(
+        argparse.Namespace(batch_size=32, num_workers=0, seed=0, amp=False),
+        d,
+        tokenizer,
+        cfg,
+        torch.device("cpu"),
+        prepared,
+    )
     feats = load_or_extract(model, d, lambda: engine.all_items_loader(run), cache, run.device)
     row = {int(i): r for r, i in enumerate(feats["ids"].tolist())}
     proj = torch.randn(feats["text"].shape[1], bits, generator=torch.Generator().manual_seed(seed))
@@ -112,30 +159,45 @@ def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed:
         return codes[[row[i] for i in ids]], d.label_matrix(ids)
 
     (qc, ql), (dc, dl) = split("query"), split("database")
-    return {"map": mean_average_precision(qc, dc, ql, dl, ties="index"),
-            "map_tie_avg": mean_average_precision(qc, dc, ql, dl, ties="average"),
-            "chance": chance_level(ql, dl), "seconds": time.perf_counter() - t0,
-            "command": f"random_projection(bits={bits}, seed={seed}) in scripts/real_captions.py"}  # fmt: skip
+    return {
+        "map": mean_average_precision(qc, dc, ql, dl, ties="index"),
+        "map_tie_avg": mean_average_precision(qc, dc, ql, dl, ties="average"),
+        "chance": chance_level(ql, dl),
+        "seconds": time.perf_counter() - t0,
+        "command": f"random_projection(bits={bits}, seed={seed}) in scripts/real_captions.py",
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| method | bits | T->T mAP (ties by index) | T->T mAP (tie-avg) | chance | wall time |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| method | bits | T->T mAP (ties by index) | T->T mAP (tie-avg) | chance | wall time |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['bits']} | {r['map']:.4f} | {r['map_tie_avg']:.4f} | "
-                     f"{r['chance']:.4f} | {r['seconds'] / 60:.1f} min |")  # fmt: skip
+        lines.append(
+            f"| {r['method']} | {r['bits']} | {r['map']:.4f} | {r['map_tie_avg']:.4f} | "
+            f"{r['chance']:.4f} | {r['seconds'] / 60:.1f} min |"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--meta", type=Path, default=ROOT.parent / "shared" / "iapr-tc12-meta",
-                   help="the iapr-tc12-meta folder (items.jsonl)")  # fmt: skip
+    p.add_argument(
+        "--meta",
+        type=Path,
+        default=ROOT.parent / "shared" / "iapr-tc12-meta",
+        help="the iapr-tc12-meta folder (items.jsonl)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/real-captions"), help="work folder")
     p.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths")
-    p.add_argument("--methods", nargs="+", default=["bow", "minilm-frozen", "minilm-random"],
-                   choices=["bow", "minilm-frozen", "minilm-random", "minilm-finetune"],
-                   help="methods to run (minilm-finetune runs at --finetune-bits only)")  # fmt: skip
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["bow", "minilm-frozen", "minilm-random"],
+        choices=["bow", "minilm-frozen", "minilm-random", "minilm-finetune"],
+        help="methods to run (minilm-finetune runs at --finetune-bits only)",
+    )
     p.add_argument("--bow-epochs", type=int, default=10, help="epochs of the bag-of-words MLP")
     p.add_argument("--head-epochs", type=int, default=20, help="epochs of the frozen-feature head")
     p.add_argument("--finetune-epochs", type=int, default=1, help="epochs of MiniLM fine-tuning")
@@ -157,8 +219,13 @@ def main(argv=None) -> int:
             if method == "minilm-random":
                 r = random_projection(prepared, bits, minilm, args.out / "features")
             else:
-                flags = [*method_flags(method, args, minilm), "--bits", str(bits),
-                         "--margin", str(bits * 12 / 32)]  # fmt: skip
+                flags = [
+                    *method_flags(method, args, minilm),
+                    "--bits",
+                    str(bits),
+                    "--margin",
+                    str(bits * 12 / 32),
+                ]
                 r = train_and_read(prepared, args.out / f"{method}-{bits}", flags)
             rows.append({"method": method, "bits": bits, **r})
             print(table(rows[-1:]).splitlines()[-1], flush=True)

@@ -19,8 +19,14 @@ def launch(nproc: int, prepared: Path, out: Path, flags: list[str]) -> None:
     if nproc == 1:
         cmd = [sys.executable, *train_argv]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", *train_argv]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            *train_argv,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -32,8 +38,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_prepared, tmp_p
     --global-triplets: each step sees the same 16 items and the same triplets in both runs, so
     the loss trajectory agrees to float round-off. Tolerance: 1e-4 relative per epoch loss, and
     1e-4 absolute on the final hash-layer weights."""
-    flags = [*tiny_flags, "--freeze-backbones", "--feature-cache", str(tmp_path / "features"),
-             "--global-triplets", "--epochs", "3", "--eval-every", "3"]  # fmt: skip
+    flags = [
+        *tiny_flags,
+        "--freeze-backbones",
+        "--feature-cache",
+        str(tmp_path / "features"),
+        "--global-triplets",
+        "--epochs",
+        "3",
+        "--eval-every",
+        "3",
+    ]
     launch(1, tiny_prepared, tmp_path / "one", flags)
     launch(2, tiny_prepared, tmp_path / "two", flags)
     losses = {}

@@ -169,12 +169,23 @@ def test_run_all_bits_script(tiny_prepared, tmp_path, tiny_flags):
     import subprocess
     import sys
 
-    flags = [f for i, f in enumerate(tiny_flags) if f not in ("--bits", "--margin")
-             and tiny_flags[i - 1] not in ("--bits", "--margin")]  # fmt: skip
+    flags = [
+        f
+        for i, f in enumerate(tiny_flags)
+        if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
+    ]
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    cmd = ["bash", str(root / "scripts/run_all_bits.sh"), str(tmp_path / "all"),
-           "--data", str(tiny_prepared), *flags, "--epochs", "1"]  # fmt: skip
+    cmd = [
+        "bash",
+        str(root / "scripts/run_all_bits.sh"),
+        str(tmp_path / "all"),
+        "--data",
+        str(tiny_prepared),
+        *flags,
+        "--epochs",
+        "1",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     for bits, margin in ((16, 6.0), (32, 12.0), (64, 24.0)):
@@ -214,8 +225,12 @@ def test_frozen_feature_mode(tiny_prepared, tmp_path, tiny_flags):
     for k, v in state["model"].items():
         if ".head." not in k:
             assert torch.equal(v, first["model"][k]), k
-    assert evaluate.main(["--checkpoint", str(tmp_path / "a" / "best.pt"), "--out",
-                          str(tmp_path / "e")]) == 0  # fmt: skip
+    assert (
+        evaluate.main(
+            ["--checkpoint", str(tmp_path / "a" / "best.pt"), "--out", str(tmp_path / "e")]
+        )
+        == 0
+    )
     ours = json.loads((tmp_path / "e" / "results.json").read_text())
     theirs = json.loads((tmp_path / "a" / "results.json").read_text())
     for key in ("map_i2t", "map_t2i"):
@@ -236,8 +251,14 @@ def test_text_only_mode(tiny_prepared, tmp_path, tiny_flags):
 def test_compile_gives_the_same_training(tiny_prepared, tmp_path, tiny_flags):
     """--compile (torch.compile of the training forward) on the hash layers of frozen-feature mode:
     the same per-epoch losses as eager mode, to float round-off."""
-    flags = [*tiny_flags, "--freeze-backbones", "--feature-cache", str(tmp_path / "f"),
-             "--epochs", "2"]  # fmt: skip
+    flags = [
+        *tiny_flags,
+        "--freeze-backbones",
+        "--feature-cache",
+        str(tmp_path / "f"),
+        "--epochs",
+        "2",
+    ]
     assert run_train(tiny_prepared, tmp_path / "eager", flags) == 0
     assert run_train(tiny_prepared, tmp_path / "compiled", flags, "--compile") == 0
     losses = [
