@@ -66,8 +66,9 @@ def encode(
 
 
 def retrieval_metrics(queries: dict, database: dict, directions=("i2t", "t2i")) -> dict:
-    """mAP (ties by index and tie-averaged) and chance level per direction, on encoded splits."""
-    out = {}
+    """mAP (ties by index and tie-averaged) and chance level per direction, on encoded splits.
+    The chance level depends on the labels alone, so every direction reports the same value."""
+    out, chance = {}, None
     for d in directions:
         q_mod, db_mod = DIRECTIONS[d]
         if q_mod not in queries or db_mod not in database:
@@ -75,7 +76,9 @@ def retrieval_metrics(queries: dict, database: dict, directions=("i2t", "t2i")) 
         args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
         out[f"map_{d}"] = mean_average_precision(*args, ties="index")
         out[f"map_{d}_tie_avg"] = mean_average_precision(*args, ties="average")
-        out[f"chance_{d}"] = chance_level(queries["labels"], database["labels"])
+        if chance is None:
+            chance = chance_level(queries["labels"], database["labels"])
+        out[f"chance_{d}"] = chance
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 import formats
+import metrics
 from data import PreparedData
 from errors import UserError
 
@@ -127,18 +128,11 @@ def lists_splits(given: dict[str, list[int]], kept: set[int], n_val: int, seed: 
 
 
 # =========================================================================== statistics, writing
-def chance_level(query: np.ndarray, database: np.ndarray, chunk: int = 1024) -> float | None:
-    """Mean over queries of the fraction of the database sharing >= 1 label (mAP at chance).
-
-    ``query`` [Q, C] and ``database`` [D, C] multi-hot {0, 1}. None if either is empty.
-    """
+def chance_level(query: np.ndarray, database: np.ndarray) -> float | None:
+    """:func:`metrics.chance_level` (mAP at chance), or None when either side is empty."""
     if len(query) == 0 or len(database) == 0:
         return None
-    db = database.T.astype(np.float32)
-    fractions = [
-        ((query[s : s + chunk] @ db) > 0).mean(axis=1) for s in range(0, len(query), chunk)
-    ]
-    return float(np.concatenate(fractions).mean())
+    return metrics.chance_level(query, database)
 
 
 def summarize(prepared: PreparedData, dropped: list[dict], extra: dict) -> dict:

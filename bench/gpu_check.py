@@ -41,6 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models import TINY_BERT  # noqa: E402
+
 FULL = {
     "image": 224,
     "bert": {},
@@ -53,12 +55,7 @@ FULL = {
 }
 TINY = {
     "image": 32,
-    "bert": {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 128,
-    },
+    "bert": TINY_BERT,  # the --text-model tiny architecture
     "batches": (4, 8),
     "steps": 2,
     "warmup": 1,
