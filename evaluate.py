@@ -5,7 +5,7 @@
 The model is rebuilt from the checkpoint alone. Codes are the sign of the tanh outputs (0 -> +1).
 I2T ranks the database's text codes for each query image code; T2I the reverse. mAP is over the whole
 ranking; relevant = shares at least one label; ties at equal Hamming distance are broken by database
-index ("index", the headline number) or averaged over all orders ("tie_avg"); see metrics.py.
+index ("index", the headline number) or averaged over all orders ("tie_avg"); see cmh/hamming_metrics.py.
 """
 
 from __future__ import annotations
@@ -18,68 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from errors import UserError
-from metrics import (  # noqa: F401  (mean_average_precision is this module's public entry point too)
-    chance_level,
-    mean_average_precision,
-    pr_curve_by_radius,
-    precision_at_n,
+from cmh.encoding import (  # noqa: F401  (encode is this module's public entry point too)
+    DIRECTIONS,
+    default_directions,
+    encode,
+    pad_id,
+    retrieval_metrics,
 )
+from cmh.errors import UserError
+from cmh.hamming_metrics import mean_average_precision  # noqa: F401  (public here too)
+from cmh.retrieval_curves import pr_curve_by_radius, precision_at_n
 
 log = logging.getLogger("evaluate")
-DIRECTIONS = {
-    "i2t": ("image", "text"),
-    "t2i": ("text", "image"),
-    "i2i": ("image", "image"),
-    "t2t": ("text", "text"),
-}
-
-
-@torch.no_grad()
-def encode(
-    model, loader, device: torch.device, amp: bool = False, desc: str = "encode", prepare_batch=None
-) -> dict:
-    """Run the towers over a loader. Returns {"image": ±1 int8 [N, bits], "text": ..., "labels":
-    float32 [N, C], "ids": int64 [N]} (numpy; a modality is absent when the model lacks its tower).
-    ``prepare_batch`` (optional) maps each batch after its copy to ``device`` (train.py's
-    --image-cache: uint8 images -> normalised "image")."""
-    from models import binarize
-
-    model.eval()
-    parts: dict[str, list] = {}
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        batch = {
-            k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()
-        }
-        if prepare_batch is not None:
-            batch = prepare_batch(batch)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            codes = model(batch)
-        for name, h in codes.items():
-            parts.setdefault(name, []).append(binarize(h.float()).to(torch.int8).cpu())
-        parts.setdefault("labels", []).append(batch["labels"].float().cpu())
-        parts.setdefault("ids", []).append(batch["index"].cpu())
-    return {k: torch.cat(v).numpy() for k, v in parts.items()}
-
-
-def retrieval_metrics(queries: dict, database: dict, directions=("i2t", "t2i")) -> dict:
-    """mAP (ties by index and tie-averaged) and chance level per direction, on encoded splits.
-    The chance level depends on the labels alone, so every direction reports the same value."""
-    out, chance = {}, None
-    for d in directions:
-        q_mod, db_mod = DIRECTIONS[d]
-        if q_mod not in queries or db_mod not in database:
-            continue
-        args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
-        out[f"map_{d}"] = mean_average_precision(*args, ties="index")
-        out[f"map_{d}_tie_avg"] = mean_average_precision(*args, ties="average")
-        if chance is None:
-            chance = chance_level(queries["labels"], database["labels"])
-        out[f"chance_{d}"] = chance
-    return out
 
 
 def format_table(results: dict) -> str:
@@ -188,10 +139,23 @@ def load_model(state: dict, device: torch.device, source: str | Path = "the chec
     return model.to(device), tokenizer, cfg
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` itself, or ``path/best.pt`` when ``path`` is a run folder (and it says so);
+    UserError for a folder without best.pt."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / "best.pt").is_file():
+        print(f"{path} is a run folder: evaluating {path / 'best.pt'}", file=sys.stderr)
+        return path / "best.pt"
+    raise UserError(f"--checkpoint {path} is a directory without best.pt; give RUN/best.pt")
+
+
 def evaluate_checkpoint(args: argparse.Namespace) -> dict:
-    from checkpoint import load_checkpoint
+    from cmh.checkpoint_io import load_checkpoint
     from data import HashingDataset, load_prepared, make_loader
 
+    args.checkpoint = checkpoint_file(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     data_dir = args.data or state.get("args", {}).get("data")
     if not data_dir:
@@ -237,17 +201,6 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     if args.plots:
         save_plots(q, db, out, directions)
     return results
-
-
-def default_directions(model, intra: bool = False) -> tuple[str, ...]:
-    """I2T and T2I (plus I2I, T2T on request); T2T alone for a text-only model."""
-    if model.image is None or model.text is None:
-        return ("t2t",) if model.image is None else ("i2i",)
-    return tuple(DIRECTIONS) if intra else ("i2t", "t2i")
-
-
-def pad_id(tokenizer) -> int:
-    return 0 if tokenizer is None or tokenizer.pad_token_id is None else tokenizer.pad_token_id
 
 
 def main(argv=None) -> int:

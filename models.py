@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from errors import UserError
+from cmh.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
+from cmh.errors import UserError
 
 TINY_TEXT_MODEL = "tiny"  # a small randomly initialised BERT with a WordPiece vocabulary built here
 TINY_BERT = {
@@ -72,11 +73,6 @@ class ModelConfig:
                 "written by another version of this code?"
             )
         return cls(**d)
-
-
-def binarize(h: torch.Tensor) -> torch.Tensor:
-    """Map real codes to ±1 (same dtype); 0 maps to +1, never to 0 (unlike torch.sign)."""
-    return torch.where(h >= 0, torch.ones_like(h), -torch.ones_like(h))
 
 
 class HashHead(nn.Module):

@@ -14,28 +14,22 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
-import distributed
-from checkpoint import load_checkpoint, save_checkpoint
-from data import load_prepared
-from engine import (
+from cmh import torchrun
+from cmh.checkpoint_io import load_checkpoint
+from cmh.errors import UserError
+from cmh.run_folder import check_new_run, resumed_args, setup_logging, trim_metrics
+from cmh.training_loop import (
     Run,
-    all_items_loader,
-    rng_state,
-    selection_score,
+    fit,
+    frozen_features,
     set_rng_state,
-    train_one_epoch,
-    validate,
 )
-from errors import UserError
+from data import load_prepared
 from evaluate import (
     default_directions,
     format_table,
@@ -44,7 +38,7 @@ from evaluate import (
     retrieval_metrics,
     save_plots,
 )
-from features import load_or_extract
+from loss import hashing_loss
 from models import ModelConfig, build_model
 
 log = logging.getLogger("train")
@@ -78,18 +72,54 @@ DEMO_DEFAULTS = {
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    a = p.add_argument
+def _data_flags(a) -> None:
     a("--data", help="prepared dataset folder (python data.py prepare ...)")
     a(
         "--demo",
         action="store_true",
-        help="generate and prepare the demo dataset, CPU-sized settings",
+        help="generate and prepare the demo dataset in --demo-dir, CPU-sized settings "
+        "(not with --data: the demo trains on its own data)",
     )
     a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
     a("--out", help="run folder (default runs/train; runs/demo with --demo)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+
+
+def _model_flags(a) -> None:
+    a("--bits", type=int, help="code length (default 32)")
+    a(
+        "--modalities",
+        choices=("both", "text"),
+        default="both",
+        help="both towers, or the text tower alone (T->T loss and metric)",
+    )
+    a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
+    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
+    a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
+    a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
+    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
+    a(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="text feature: [CLS] or masked mean",
+    )
+    a("--max-length", type=int, help="tokens per caption (default 64)")
+
+
+def _loss_flags(a) -> None:
+    a("--margin", type=float, help="triplet margin on squared distances (default 12 at 32 bits)")
+    a(
+        "--triplets",
+        choices=("all", "hard", "reference"),
+        default="all",
+        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
+    )
+    a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
+
+
+def _optimisation_flags(a) -> None:
     a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
     a("--batch-size", type=int, help="pairs per step (default 32)")
     a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
@@ -102,23 +132,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
     a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
-    a("--bits", type=int, help="code length (default 32)")
-    a("--margin", type=float, help="triplet margin on squared distances (default 12 at 32 bits)")
-    a(
-        "--triplets",
-        choices=("all", "hard", "reference"),
-        default="all",
-        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
-    )
-    a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
-    a(
-        "--modalities",
-        choices=("both", "text"),
-        default="both",
-        help="both towers, or the text tower alone (T->T loss and metric)",
-    )
-    a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
-    a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
+    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
+
+
+def _frozen_flags(a) -> None:
     a(
         "--freeze-backbones",
         action="store_true",
@@ -126,17 +143,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "train only the hash layers",
     )
     a("--feature-cache", help="folder for frozen features (default DATA/features)")
-    a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
-    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
-    a(
-        "--pooling",
-        choices=("cls", "mean"),
-        default="cls",
-        help="text feature: [CLS] or masked mean",
-    )
-    a("--max-length", type=int, help="tokens per caption (default 64)")
-    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
-    a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+
+
+def _hardware_flags(a) -> None:
     a("--device", default="auto", help="auto | cpu | cuda")
     a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
     a("--num-workers", type=int, default=0, help="data loader worker processes")
@@ -145,9 +154,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="read images from a uint8 cache (DATA/image_cache, built once) and crop, flip and "
-        "normalise them on the device (see image_cache.py)",
+        "normalise them on the device (see cmh/image_cache.py)",
     )
-    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
     a(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -160,6 +168,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="under torchrun: gather codes from all ranks so triplets span the global batch "
         "(default: each rank's slice)",
     )
+
+
+FLAG_GROUPS = (
+    ("data and run", _data_flags),
+    ("model", _model_flags),
+    ("loss", _loss_flags),
+    ("optimisation", _optimisation_flags),
+    ("frozen features", _frozen_flags),
+    ("hardware and distributed", _hardware_flags),
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    for title, add_flags in FLAG_GROUPS:
+        add_flags(p.add_argument_group(title).add_argument)
     args = p.parse_args(argv)
     args.given = sorted(k for k, v in vars(args).items() if v is not None and v != p.get_default(k))
     for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
@@ -192,6 +216,11 @@ def check_args(args: argparse.Namespace) -> None:
             f"--device must be auto, cpu or cuda, got {args.device!r}",
         ),
         (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo"),
+        (
+            not (args.demo and args.data),
+            "--demo trains on its own generated data (in --demo-dir), so --data does not go "
+            "with it; drop --data, or drop --demo to train on DIR",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -237,6 +266,25 @@ def model_config(args: argparse.Namespace, data) -> ModelConfig:
     )
 
 
+def loss_function(args: argparse.Namespace):
+    """(image codes | None, text codes | None, labels) -> loss.hashing_loss's dict, with the
+    run's margin, triplet set, quantization weight and terms (T->T alone for a text-only run)."""
+    terms = ("t2t",) if args.modalities == "text" else ("i2t", "t2i", "i2i", "t2t")
+
+    def loss_fn(image_codes, text_codes, labels):
+        return hashing_loss(
+            image_codes,
+            text_codes,
+            labels,
+            args.margin,
+            triplets=args.triplets,
+            quant_weight=args.quant_weight,
+            terms=terms,
+        )
+
+    return loss_fn
+
+
 def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
     """One Adam; with --optimizer separate, one parameter group per tower with its own lr (Adam is
     per-parameter, so this equals two separate Adam optimizers)."""
@@ -248,45 +296,6 @@ def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
         params = [p for p in tower.parameters() if p.requires_grad]
         groups.append({"params": params, "lr": lr, "name": name})
     return torch.optim.Adam(groups, weight_decay=args.weight_decay)
-
-
-def write_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def trim_metrics(path: Path, epoch: int) -> None:
-    """Keep the metrics.jsonl lines of epochs <= `epoch` (the resumed checkpoint's): a line written
-    just before a crash that lost its checkpoint is dropped (that epoch is trained again), and so
-    is a line torn by a kill."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["epoch"] <= epoch:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in kept))
-    os.replace(tmp, path)
-
-
-def setup_logging(out: Path | None) -> None:
-    """Console (and, on rank 0, RUN/train.log) logging of the "train" logger."""
-    log.setLevel(logging.INFO if out is not None else logging.WARNING)
-    log.handlers.clear()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if out is not None:
-        handlers.append(logging.FileHandler(out / "train.log"))
-    data_log = logging.getLogger("data")  # e.g. how many captions --max-length cut
-    data_log.setLevel(log.level)
-    data_log.handlers.clear()
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
-        data_log.addHandler(handler)
 
 
 def prepare_run(args: argparse.Namespace):
@@ -311,57 +320,6 @@ def prepare_run(args: argparse.Namespace):
     return data, model, tokenizer, cfg, optimizer, start
 
 
-def fit(run: Run, model, optimizer, start: dict) -> None:
-    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt).
-    Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
-    args, out, dist = run.args, run.out, run.dist
-    loader = run.loader("train", train=True)
-    trained = DistributedDataParallel(model) if dist.enabled else model
-    if getattr(
-        args, "compile", False
-    ):  # the training forward only; evaluation and checkpoints use `model` itself
-        trained = torch.compile(trained)
-    best, best_epoch = start["best"], start["best_epoch"]
-    for epoch in tqdm(
-        range(start["epoch"] + 1, args.epochs + 1),
-        desc="epochs",
-        dynamic_ncols=True,
-        initial=start["epoch"],
-        total=args.epochs,
-    ):
-        t0 = time.perf_counter()
-        loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
-        record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
-        record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
-        if not dist.is_main:
-            continue
-        if epoch % args.eval_every == 0 or epoch == args.epochs:
-            record.update(validate(model, run))
-        record["seconds"] = round(time.perf_counter() - t0, 3)
-        state = {
-            "model": model.state_dict(),
-            "model_config": run.cfg.to_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "args": vars(args),
-            "rng": rng_state(),
-        }
-        if "val_map_t2t" in record or "val_map_i2t" in record:
-            score = selection_score(record)
-            if score > best:
-                best, best_epoch = score, epoch
-                save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
-        write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
-        save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
-        log.info(
-            "epoch %d  loss %.4f  %s  %.1fs",
-            epoch,
-            record["loss"],
-            "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
-            record["seconds"],
-        )
-
-
 def final_evaluation(run: Run) -> dict:
     """The queries against the database, with the weights of best.pt: the reported numbers."""
     state = load_checkpoint(run.out / "best.pt")
@@ -380,41 +338,13 @@ def final_evaluation(run: Run) -> dict:
     return results
 
 
-RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers")
-
-
-def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """--resume continues with the run's saved arguments; only RESUME_OVERRIDES given on the
-    command line (e.g. more --epochs, another --device) replace them."""
-    out = Path(args.out)
-    if not out.is_dir():
-        raise UserError(f"--resume: {out} does not exist; is --out the folder of an earlier run?")
-    if not (out / "last.pt").is_file():
-        raise UserError(
-            f"--resume: {out} holds no checkpoint (last.pt) yet: the run stopped before its "
-            "first epoch ended. Start it again without --resume, with the same flags"
-        )
-    if not (out / "args.json").is_file():
-        raise UserError(f"--resume: {out / 'args.json'} does not exist; is --out a run folder?")
-    saved = json.loads((out / "args.json").read_text())
-    for key in RESUME_OVERRIDES:
-        if key in args.given:
-            saved[key] = getattr(args, key)
-    saved["out"] = args.out  # where the run is now, even if it was moved since
-    return argparse.Namespace(**{**saved, "resume": True, "given": args.given})
-
-
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args)
     check_args(args)
     out = Path(args.out)
-    if not args.resume and (out / "last.pt").exists():
-        raise UserError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or "
-            "choose another --out"
-        )
-    dist, device = distributed.init(resolve_device(args.device))
+    check_new_run(out, args.resume)
+    dist, device = torchrun.init(resolve_device(args.device))
     if args.batch_size % dist.world:
         raise UserError(
             f"--batch-size {args.batch_size} (the global batch) must be divisible "
@@ -426,27 +356,14 @@ def run(args: argparse.Namespace) -> int:
     args.amp = bool(args.amp and device.type == "cuda")
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
-    run = Run(args, data, tokenizer, cfg, device, out, dist=dist)
+    run = Run(args, data, tokenizer, cfg, device, out, loss_function(args), dist=dist)
     if args.freeze_backbones:
-        cache = Path(args.feature_cache or data.root / "features")
-        for turn in ("main", "others"):  # rank 0 extracts; the others then read its cache
-            if dist.is_main == (turn == "main"):
-                run.features = load_or_extract(
-                    model, data, lambda: all_items_loader(run), cache, device, args.amp
-                )
-            distributed.barrier(dist)
+        run.features = frozen_features(run, model, args.feature_cache or data.root / "features")
     if dist.is_main:
         (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-    log.info(
-        "data %s: %s; model: %d bits, image %s, text %s (%s); device %s",
-        data.root,
-        {k: len(v) for k, v in data.splits.items()},
-        cfg.bits,
-        cfg.image_encoder,
-        cfg.text_encoder,
-        cfg.text_model,
-        device,
-    )
+    sizes = {k: len(v) for k, v in data.splits.items()}
+    log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s", data.root, sizes,
+             cfg.bits, cfg.image_encoder, cfg.text_encoder, cfg.text_model, device)  # fmt: skip
     try:
         fit(run, model, optimizer, start)
     except FloatingPointError as e:
@@ -481,7 +398,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        distributed.shutdown()
+        torchrun.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark: exact Hamming-ranking mAP (metrics.py) against a per-query reference loop.
+"""Benchmark: exact Hamming-ranking mAP (cmh/hamming_metrics.py) against a per-query reference loop.
 
 Times ``metrics.mean_average_precision`` (ties="index" and ties="average") on a realistic
 IAPR TC-12-sized evaluation (2,000 queries x 18,000 database items, 64 bits) and the per-query
@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--labels-per-item", type=float, default=4.0, help="mean synthetic labels/item")
     p.add_argument("--noise", type=float, default=2.0, help="std of noise added before sign()")
     p.add_argument("--meta", type=Path, default=None, help="folder with items.jsonl (real labels)")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs of metrics.py (best kept)")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of cmh/hamming_metrics.py (best kept)"
+    )
     p.add_argument("--seed", type=int, default=0, help="RNG seed")
     args = p.parse_args(argv)
     for flag in ("nq", "nd", "bits", "classes", "repeat"):
@@ -58,7 +60,7 @@ def synthetic_labels(n: int, classes: int, mean_labels: float, rng) -> np.ndarra
 
 def meta_labels(folder: Path, nq: int, nd: int, rng) -> np.ndarray:
     """Multi-hot ``[nq + nd, C]`` uint8 from the segment labels of random ``items.jsonl`` items."""
-    from errors import UserError
+    from cmh.errors import UserError
 
     items_path, names_path = folder / "items.jsonl", folder / "label_names.txt"
     for path in (items_path, names_path):
@@ -123,7 +125,7 @@ def best_time(fn, repeat: int) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from errors import UserError
+    from cmh.errors import UserError
 
     args = parse_args(argv)
     try:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build the data, time both implementations, print the comparison; 0 if the mAPs agree."""
-    from metrics import chance_level, mean_average_precision
+    from cmh.hamming_metrics import chance_level, mean_average_precision
 
     rng = np.random.default_rng(args.seed)
     n = args.nq + args.nd
@@ -160,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"chance level (mean relevant fraction): {chance_level(ql, dl):.6f}")
 
     runs = {
-        "metrics.py ties='index'  ": (lambda: mean_average_precision(qc, dc, ql, dl), args.repeat),
-        "metrics.py ties='average'": (
+        "cmh/hamming_metrics.py ties='index'  ": (
+            lambda: mean_average_precision(qc, dc, ql, dl),
+            args.repeat,
+        ),
+        "cmh/hamming_metrics.py ties='average'": (
             lambda: mean_average_precision(qc, dc, ql, dl, ties="average"),
             args.repeat,
         ),
@@ -179,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         f"cpu {c_ref / c_index:.1f}x (target >= 50x; cpu time sums all threads)"
     )
     if abs(map_index - map_ref) > 1e-9:
-        print("FAIL: metrics.py and the reference loop disagree", file=sys.stderr)
+        print("FAIL: cmh/hamming_metrics.py and the reference loop disagree", file=sys.stderr)
         return 1
     print("OK: ties='index' mAP identical to the reference (to 1e-9)")
     return 0

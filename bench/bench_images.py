@@ -24,15 +24,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data import HashingDataset, load_prepared, make_loader  # noqa: E402
-from errors import UserError  # noqa: E402
-from image_cache import (  # noqa: E402
+from cmh.errors import UserError  # noqa: E402
+from cmh.image_cache import (  # noqa: E402
     CachedImageDataset,
     cache_size,
     cached_loader,
     ensure_cache,
     gpu_transform,
 )
+from data import HashingDataset, load_prepared, make_loader  # noqa: E402
 
 
 def images_per_second(loader, batches: int, image_size: int, cached: bool) -> float:

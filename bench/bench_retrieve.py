@@ -1,8 +1,8 @@
 """Benchmark: query throughput of retrieve.py's FAISS binary indexes on random codes.
 
 For each database size (default 18,000 and 1,000,000 uniformly random 64-bit codes) it builds the
-three index kinds with retrieve.build_index (flat = exact IndexBinaryFlat; HNSW; IVF), then times
-`retrieve.search` (top --k, ties by database position) for --queries random queries in one batch
+three index kinds with binary_index.build_index (flat = exact IndexBinaryFlat; HNSW; IVF), then times
+`binary_index.search` (top --k, ties by database position) for --queries random queries in one batch
 (queries/s) and one query at a time (ms per query, median of --single runs). Recall@k of the
 approximate indexes is against the exact ranking and counts ties: the fraction of the k returned
 items whose distance is at most the exact k-th distance. Uniform random codes have no cluster
@@ -43,15 +43,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def timed_search(retrieve, index, queries: np.ndarray, k: int, single: int) -> tuple:
+def timed_search(binary_index, index, queries: np.ndarray, k: int, single: int) -> tuple:
     """(distances [Q, k], queries/s over the batch, median ms of one-query searches)."""
     start = time.perf_counter()
-    dist, _ = retrieve.search(index, queries, k)
+    dist, _ = binary_index.search(index, queries, k)
     qps = len(queries) / (time.perf_counter() - start)
     times = []
     for row in queries[:single]:
         start = time.perf_counter()
-        retrieve.search(index, row[None], k)
+        binary_index.search(index, row[None], k)
         times.append(1000 * (time.perf_counter() - start))
     return dist, qps, statistics.median(times)
 
@@ -61,17 +61,17 @@ def tie_recall(dist: np.ndarray, exact: np.ndarray) -> float:
     return float((dist <= exact[:, -1:]).mean())
 
 
-def bench_size(retrieve, n: int, args: argparse.Namespace, rng) -> None:
+def bench_size(binary_index, n: int, args: argparse.Namespace, rng) -> None:
     """Build the three index kinds over n random codes and print one row per search setting."""
     width = args.bits // 8
     db = rng.integers(0, 256, (n, width), dtype=np.uint8)
     queries = rng.integers(0, 256, (args.queries, width), dtype=np.uint8)
-    nlist = retrieve.auto_nlist(n)
+    nlist = binary_index.auto_nlist(n)
     params = {"hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction, "nlist": nlist}
     exact = None
     for kind in ("flat", "hnsw", "ivf"):
         start = time.perf_counter()
-        index = retrieve.build_index(db, kind, params)
+        index = binary_index.build_index(db, kind, params)
         build = time.perf_counter() - start
         settings = {"flat": [None], "hnsw": args.ef_search, "ivf": args.nprobe}[kind]
         for value in settings:
@@ -80,8 +80,8 @@ def bench_size(retrieve, n: int, args: argparse.Namespace, rng) -> None:
                 "hnsw": f"efSearch={value}",
                 "ivf": f"nlist={nlist} nprobe={value}",
             }[kind]
-            retrieve.set_search_params(index, {"ef_search": value, "nprobe": value})
-            dist, qps, ms = timed_search(retrieve, index, queries, args.k, args.single)
+            binary_index.set_search_params(index, {"ef_search": value, "nprobe": value})
+            dist, qps, ms = timed_search(binary_index, index, queries, args.k, args.single)
             exact = dist if kind == "flat" else exact
             recall = tie_recall(dist, exact)
             print(
@@ -94,7 +94,7 @@ def bench_size(retrieve, n: int, args: argparse.Namespace, rng) -> None:
 def main(argv: list[str] | None = None) -> int:
     import faiss
 
-    import retrieve
+    from cmh import binary_index
 
     args = parse_args(argv)
     if args.threads:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     total = time.perf_counter()
     for n in args.sizes:
-        bench_size(retrieve, n, args, rng)
+        bench_size(binary_index, n, args, rng)
     print(f"total {time.perf_counter() - total:.0f} s")
     return 0
 

@@ -114,7 +114,7 @@ def demo_data(folder: Path, items: int):
 
 def loader_batches(prepared, tokenizer, size: dict, batch: int, device: torch.device):
     """Endless training batches through the uint8-cache path, "image" made on ``device``."""
-    from image_cache import CachedImageDataset, cached_loader, gpu_transform
+    from cmh.image_cache import CachedImageDataset, cached_loader, gpu_transform
 
     ds = CachedImageDataset(
         prepared,
@@ -212,7 +212,7 @@ def training_rows(
 
 def eval_rows(n_query: int, n_db: int) -> list[dict]:
     """Seconds of metrics.mean_average_precision on random 64-bit codes, both tie policies."""
-    from metrics import mean_average_precision
+    from cmh.hamming_metrics import mean_average_precision
 
     rng = np.random.default_rng(0)
     codes = [

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import data  # noqa: E402
-import engine  # noqa: E402
 import train  # noqa: E402
-from metrics import chance_level, mean_average_precision  # noqa: E402
+from cmh import training_loop  # noqa: E402
+from cmh.hamming_metrics import chance_level, mean_average_precision  # noqa: E402
 
 SPLIT = ["--n-query", "2000", "--n-train", "10000", "--n-val", "1000", "--seed", "0"]
 
@@ -127,7 +127,7 @@ def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
 
 def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed: int = 0) -> dict:
     """sign(F R) of the frozen, mean-pooled MiniLM features, R Gaussian [hidden, bits]."""
-    from features import load_or_extract
+    from cmh.frozen_features import load_or_extract
     from models import ModelConfig, build_model
 
     t0 = time.perf_counter()
@@ -141,15 +141,18 @@ def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed:
         max_length=64,
     )
     model, tokenizer = build_model(cfg)
-    run = engine.Run(
+    run = training_loop.Run(
         argparse.Namespace(batch_size=32, num_workers=0, seed=0, amp=False),
         d,
         tokenizer,
         cfg,
         torch.device("cpu"),
         prepared,
+        loss_fn=None,  # only its all-items loader is used: nothing is trained here
     )
-    feats = load_or_extract(model, d, lambda: engine.all_items_loader(run), cache, run.device)
+    feats = load_or_extract(
+        model, d, lambda: training_loop.all_items_loader(run), cache, run.device
+    )
     row = {int(i): r for r, i in enumerate(feats["ids"].tolist())}
     proj = torch.randn(feats["text"].shape[1], bits, generator=torch.Generator().manual_seed(seed))
     codes = torch.where(feats["text"] @ proj >= 0, 1, -1).to(torch.int8).numpy()

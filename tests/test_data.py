@@ -1,9 +1,8 @@
-"""prepare.py (raw and lists input, the CLI via data.main) and data.py (the prepared folder,
+"""cmh/prepare_step.py (raw and lists input, the CLI via data.main) and data.py (the prepared folder,
 the Dataset and loader)."""
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -15,8 +14,8 @@ import torch
 from PIL import Image
 
 import data
-import prepare
-from errors import UserError
+from cmh import prepare_step as prepare
+from cmh.errors import UserError
 from tests.data_fixtures import (
     LABEL_NAMES,
     annotation_bytes,
@@ -282,6 +281,86 @@ def test_load_prepared_errors(tmp_path: Path, prepared: data.PreparedData) -> No
         data.load_prepared(prepared.root)
 
 
+# =========================================================================== the split's protocol
+def _break_split(root: Path, change) -> str:
+    """Apply ``change(splits)`` to root/splits.json; the message load_prepared refuses it with.
+    The file is restored afterwards (and the restored folder loads again)."""
+    path = root / "splits.json"
+    original = path.read_text()
+    splits = json.loads(original)
+    change(splits)
+    path.write_text(json.dumps(splits))
+    with pytest.raises(UserError) as info:
+        data.load_prepared(root)
+    path.write_text(original)
+    data.load_prepared(root)
+    return str(info.value)
+
+
+def _move(splits: dict, source: str, target: str, index: int = 0) -> int:
+    """Add the ``index``-th id of ``source`` to ``target``; returns it."""
+    item = splits[source][index]
+    splits[target].append(item)
+    return item
+
+
+@pytest.mark.parametrize(
+    "source, target, words",
+    [
+        ("query", "train", "is in both query and train; they must be disjoint"),
+        ("query", "val", "is in both query and val; they must be disjoint"),
+        ("query", "database", "is in both query and database; they must be disjoint"),
+        ("val", "train", "is in both train and val; they must be disjoint"),
+    ],
+)
+def test_a_split_that_leaks_is_refused(
+    prepared: data.PreparedData, source: str, target: str, words: str
+) -> None:
+    moved = {}
+    message = _break_split(
+        prepared.root, lambda s: moved.setdefault("id", _move(s, source, target))
+    )
+    assert message == f"{prepared.root / 'splits.json'}: id {moved['id']} {words}"
+
+
+@pytest.mark.parametrize("name", ["train", "val"])
+def test_training_and_validation_items_must_be_database_items(
+    prepared: data.PreparedData, name: str
+) -> None:
+    def drop_from_database(splits: dict) -> None:
+        splits["database"].remove(splits[name][1])
+
+    item = json.loads((prepared.root / "splits.json").read_text())[name][1]
+    message = _break_split(prepared.root, drop_from_database)
+    assert message == (
+        f"{prepared.root / 'splits.json'}: id {item} is in {name} but not in database; "
+        f"every {name} item must be a database item"
+    )
+
+
+def test_split_ids_must_be_unique_known_integers(prepared: data.PreparedData) -> None:
+    root = prepared.root
+    message = _break_split(root, lambda s: s["train"].append(s["train"][0]))
+    assert message.endswith(f"train holds id {prepared.splits['train'][0]} twice")
+    message = _break_split(root, lambda s: s["val"].append(987654))
+    assert message.endswith("val holds id 987654, which is not in manifest.jsonl")
+    assert "list of integer item ids" in _break_split(root, lambda s: s.update(query="all"))
+
+
+def test_train_refuses_a_leaking_split(prepared: data.PreparedData, tmp_path: Path, capsys):
+    """A query added to train (751 training items instead of 750) stops train.py at once."""
+    import train
+
+    splits = json.loads((prepared.root / "splits.json").read_text())
+    splits["train"].append(splits["query"][0])
+    (prepared.root / "splits.json").write_text(json.dumps(splits))
+    argv = ["--data", str(prepared.root), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"id {splits['query'][0]} is in both query and train" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 # =========================================================================== lists input
 def make_lists(root: Path) -> list[str]:
     """Lists with 4 bow columns and 3 label bits: 4 query, 8 database (4 train), 1 bad item."""
@@ -399,9 +478,6 @@ def test_unreadable_image_at_load_time_names_item(prepared: data.PreparedData) -
 
 # =========================================================================== demo, real layout
 def test_demo_output_is_read_by_prepare(tmp_path: Path) -> None:
-    demo = pytest.importorskip("demo")
-    if not hasattr(demo, "generate_demo"):
-        pytest.skip("demo.generate_demo not written yet")
     assert data.main(["demo", "--out", str(tmp_path), "--n-items", "40", "--image-size", "16"]) == 0
     prepared = data.load_prepared(tmp_path / "prepared")
     sizes = {k: len(v) for k, v in prepared.splits.items()}
@@ -466,31 +542,16 @@ def test_zero_queries_gives_no_chance_level(tmp_path: Path, capsys) -> None:
     assert "query->database n/a" in capsys.readouterr().out
 
 
-# =========================================================================== module split
-def test_data_does_not_import_prepare_at_module_level() -> None:
-    """Imports point one way: prepare.py imports data; data.py reaches prepare only in main."""
-    tree = ast.parse(Path(data.__file__).read_text(encoding="utf-8"))
-    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module for n in top if isinstance(n, ast.ImportFrom)}
-    assert "prepare" not in names and "data" in {
-        n.module for n in ast.parse(Path(prepare.__file__).read_text("utf-8")).body
-        if isinstance(n, ast.ImportFrom)}  # fmt: skip
-
-
-def test_prepare_main_and_data_main_write_the_same_folder(tmp_path: Path) -> None:
-    """data.main, prepare.main and data.prepare are one prepare step: same files, same summary."""
+# =========================================================================== one prepare step
+def test_data_main_and_prepare_step_write_the_same_folder(tmp_path: Path) -> None:
+    """data.main (the CLI) and cmh.prepare_step.prepare are one prepare step: same files."""
     assert run_prepare(tmp_path, *SMALL, "--seed", "7", out="via_data") == 0
-
-    def argv(out: str) -> list[str]:
-        return ["prepare", "--iapr-root", str(tmp_path / "raw/iaprtc12"), "--saiapr-root",
-                str(tmp_path / "raw/saiapr_tc-12"), "--out", str(tmp_path / out), *SMALL,
-                "--seed", "7"]  # fmt: skip
-
-    assert prepare.main(argv("via_prepare")) == 0
-    summary = data.prepare(prepare.parse_args(argv("via_fn")))
+    argv = ["prepare", "--iapr-root", str(tmp_path / "raw/iaprtc12"), "--saiapr-root",
+            str(tmp_path / "raw/saiapr_tc-12"), "--out", str(tmp_path / "via_fn"), *SMALL,
+            "--seed", "7"]  # fmt: skip
+    summary = prepare.prepare(data.parse_args(argv))
     assert summary == json.loads((tmp_path / "via_fn/summary.json").read_text())
     for name in ("manifest.jsonl", "labels.txt", "splits.json", "vocab.txt", "summary.json"):
-        texts = {(tmp_path / d / name).read_text() for d in ("via_data", "via_prepare", "via_fn")}
+        texts = {(tmp_path / d / name).read_text() for d in ("via_data", "via_fn")}
         assert len(texts) == 1, name
-    assert len(data.load_prepared(tmp_path / "via_prepare").items) == 40
+    assert len(data.load_prepared(tmp_path / "via_fn").items) == 40

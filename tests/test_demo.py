@@ -1,11 +1,9 @@
-"""Tests of the synthetic demo generator (demo_scenes.py samples, demo.py draws and writes):
+"""Tests of the synthetic demo generator (cmh/demo_scenes.py samples, cmh/demo_generator.py draws and writes):
 determinism, the raw IAPR / SAIAPR layout, label statistics, caption variety, the module split,
 the CLI, and that ``data.py prepare`` reads the output."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import itertools
 import json
 import re
@@ -18,9 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import demo
-import demo_scenes
-from errors import UserError
+import data
+from cmh import demo_captions, demo_kinds, demo_scenes
+from cmh import demo_generator as demo
+from cmh.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,10 +110,10 @@ def test_default_configuration_has_the_requested_label_statistics():
     stats = demo.label_stats([set(s.labels) for s in scenes])
     assert 0.2 <= stats["chance_map"] <= 0.5, stats
     assert stats["mean_labels"] >= 2.5, stats
-    for group in (demo_scenes.SKIES[:-1], ("grass", "street", "ocean", "snow", "ground")):
+    for group in (demo_kinds.SKIES[:-1], ("grass", "street", "ocean", "snow", "ground")):
         counts = [sum(label in s.labels for s in scenes) for label in group]
         assert all(0.05 * len(scenes) < c < 0.4 * len(scenes) for c in counts), (group, counts)
-    assert sum(not set(s.labels) & set(demo_scenes.SKIES) for s in scenes) > 0.2 * len(scenes)
+    assert sum(not set(s.labels) & set(demo_kinds.SKIES) for s in scenes) > 0.2 * len(scenes)
     assert max(len(s.labels) - len(set(s.labels)) for s in scenes) > 0  # repeated segments
 
 
@@ -145,31 +144,34 @@ def test_captions_vary_and_mention_most_labels():
     assert len(pairs) > 100
     assert sum(a != b for a, b in pairs) / len(pairs) > 0.9
     mentioned, total = 0, 0
-    for kind in demo_scenes.KINDS.values():
-        words = [w for n in kind.nouns for w in (n, demo_scenes._plural(n))]
+    for kind in demo_kinds.KINDS.values():
+        words = [w for n in kind.nouns for w in (n, demo_captions._plural(n))]
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
         hits = [bool(pattern.search(s.caption)) for s in scenes if kind.label in s.labels]
         assert np.mean(hits) > 0.75, kind.label
         mentioned, total = mentioned + sum(hits), total + len(hits)
     assert mentioned < total  # some labels go unmentioned, as in the real captions
-    assert sum(any(d in s.caption for d in demo_scenes.DETAILS) for s in scenes) > 0.05 * len(
+    assert sum(any(d in s.caption for d in demo_captions.DETAILS) for s in scenes) > 0.05 * len(
         scenes
     )
 
 
 def test_sampling_module_draws_nothing_and_demo_reexports_its_api():
-    code = "import sys, demo_scenes; print(sorted({'demo', 'data', 'PIL'} & set(sys.modules)))"
+    code = (
+        "import sys, cmh.demo_scenes; "
+        "print(sorted({'cmh.demo_generator', 'data', 'PIL'} & set(sys.modules)))"
+    )
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
-    assert demo.sample_scenes is demo_scenes.sample_scenes and demo.Scene is demo_scenes.Scene
+    assert demo.sample_scenes is demo_scenes.sample_scenes and demo.Scene is demo_kinds.Scene
     for name in ("generate_demo", "render_scene", "eng_text", "label_stats", "main", "parse_args"):
         assert callable(getattr(demo, name)), name
 
 
 def test_every_kind_has_shapes_with_known_primitives_and_paints():
-    assert list(demo.SHAPES) == list(demo_scenes.KINDS)
+    assert list(demo.SHAPES) == list(demo_kinds.KINDS)
     box = {"rect": 0, "ell": 0, "ring": 1, "pie": 2}
     for kind, shapes in demo.SHAPES.items():
         assert shapes, kind
@@ -197,11 +199,11 @@ def test_main_prints_stats_reruns_in_place_and_rejects_bad_input(tmp_path, capsy
     foreign = tmp_path / "foreign"
     (foreign / "iaprtc12").mkdir(parents=True)
     (foreign / "iaprtc12" / "keep.txt").write_text("not ours")
-    with pytest.raises(UserError, match="not written by demo.py"):
+    with pytest.raises(UserError, match="not written by the demo generator"):
         demo.generate_demo(foreign, n_items=5)
     assert (foreign / "iaprtc12" / "keep.txt").exists()
     run = subprocess.run(
-        [sys.executable, "demo.py", "--out", str(tmp_path / "y"), "--seed", "-1"],
+        [sys.executable, "-m", "cmh.demo_generator", "--out", str(tmp_path / "y"), "--seed", "-1"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -210,17 +212,7 @@ def test_main_prints_stats_reruns_in_place_and_rejects_bad_input(tmp_path, capsy
     assert run.returncode == 2 and "--seed" in run.stderr
 
 
-def _data_with_prepare():
-    if importlib.util.find_spec("data") is None:
-        pytest.skip("data.py not present")
-    data = importlib.import_module("data")
-    if not hasattr(data, "prepare") or not hasattr(data, "main"):
-        pytest.skip("data.py has no prepare step yet")
-    return data
-
-
 def test_data_prepare_reads_the_generated_layout(tmp_path):
-    data = _data_with_prepare()
     n = 80
     info = demo.generate_demo(tmp_path / "raw", n_items=n, image_size=32, seed=5)
     out = tmp_path / "prepared"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import formats
-from errors import UserError
+from cmh import bag_of_words, iapr_lists, iapr_raw
+from cmh.errors import UserError
 
 # Verbatim raw annotations from the real benchmark (raw-annotation-samples/00/676.eng and
 # 12/12718.eng): a DESCRIPTION spanning two lines, and one whose closing tag is on the next line.
@@ -28,7 +28,7 @@ REAL_12718 = (
 
 
 def parse_bytes(raw: bytes, source: str = "a.eng") -> str:
-    return formats.parse_annotation(formats.decode_text(raw), source)
+    return iapr_raw.parse_annotation(iapr_raw.decode_text(raw), source)
 
 
 # --------------------------------------------------------------------------- annotations
@@ -46,7 +46,7 @@ def test_cp1252_bytes_decode_to_latin_letters_and_quotes() -> None:
 
 
 def test_bytes_cp1252_leaves_undefined_decode_as_latin1() -> None:
-    assert formats.decode_text(b"a\x81b\x9d") == "a\x81b\x9d"
+    assert iapr_raw.decode_text(b"a\x81b\x9d") == "a\x81b\x9d"
 
 
 def test_utf8_file_is_read_as_utf8() -> None:
@@ -81,14 +81,14 @@ def test_unclosed_description_names_file_and_line() -> None:
 def test_read_annotation_from_file(tmp_path) -> None:
     path = tmp_path / "676.eng"
     path.write_bytes(REAL_676)
-    assert formats.read_annotation(path) == parse_bytes(REAL_676)
+    assert iapr_raw.read_annotation(path) == parse_bytes(REAL_676)
     with pytest.raises(UserError, match="cannot read"):
-        formats.read_annotation(tmp_path / "missing.eng")
+        iapr_raw.read_annotation(tmp_path / "missing.eng")
 
 
 # --------------------------------------------------------------------------- SAIAPR
 def test_saiapr_labels_parse_with_blank_lines_and_tabs() -> None:
-    rows = formats.parse_saiapr_labels("25 1 7\n\n25\t2  40\r\n26 1 7\n", "labels.txt")
+    rows = iapr_raw.parse_saiapr_labels("25 1 7\n\n25\t2  40\r\n26 1 7\n", "labels.txt")
     assert [(r.image_id, r.segment_id, r.label_id, r.line) for r in rows] == [
         (25, 1, 7, 1),
         (25, 2, 40, 3),
@@ -99,14 +99,14 @@ def test_saiapr_labels_parse_with_blank_lines_and_tabs() -> None:
 @pytest.mark.parametrize("bad", ["25 1", "25 1 7 9", "25 one 7", "25 1 7.5"])
 def test_saiapr_bad_line_message(bad: str) -> None:
     with pytest.raises(UserError) as info:
-        formats.parse_saiapr_labels(f"25 1 7\n{bad}\n", "00/labels.txt")
+        iapr_raw.parse_saiapr_labels(f"25 1 7\n{bad}\n", "00/labels.txt")
     message = str(info.value)
     assert message.startswith("00/labels.txt:2: expected 3 integer fields ")
     assert "'image_id segment_id label_id', found" in message and repr(bad) in message
 
 
 def test_wlist_tabs_spaces_and_names_with_spaces() -> None:
-    names = formats.parse_wlist("1\tsky-blue\n2    man\n\n3\t  group of persons \n", "w.txt")
+    names = iapr_raw.parse_wlist("1\tsky-blue\n2    man\n\n3\t  group of persons \n", "w.txt")
     assert names == {1: "sky-blue", 2: "man", 3: "group of persons"}
 
 
@@ -117,19 +117,19 @@ def test_wlist_tabs_spaces_and_names_with_spaces() -> None:
 ])  # fmt: skip
 def test_wlist_errors(text: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
-        formats.parse_wlist(text, "w.txt")
+        iapr_raw.parse_wlist(text, "w.txt")
 
 
 def test_label_id_missing_from_wlist_names_file_line_and_id() -> None:
-    rows = formats.parse_saiapr_labels("25 1 7\n25 2 99\n", "00/labels.txt")
+    rows = iapr_raw.parse_saiapr_labels("25 1 7\n25 2 99\n", "00/labels.txt")
     with pytest.raises(UserError, match=r"00/labels\.txt:2: label id 99 is not in the label"):
-        formats.check_label_ids(rows, {7: "tree"}, "00/labels.txt")
+        iapr_raw.check_label_ids(rows, {7: "tree"}, "00/labels.txt")
 
 
 # --------------------------------------------------------------------------- lists format
 def test_lists_small_widths() -> None:
     text = "00/25.jpg 0 2 0 1 1 0\n\n01/1025.jpg\t3 0 0 0 0 1\n"
-    rows = formats.parse_lists(text, "iapr_train", n_bow=4, n_labels=2)
+    rows = iapr_lists.parse_lists(text, "iapr_train", n_bow=4, n_labels=2)
     assert [r.item_id for r in rows] == [25, 1025]
     assert (rows[0].image, rows[0].bow_indices, rows[0].bow_counts) == ("00/25.jpg", [1, 3], [2, 1])
     assert (rows[0].labels, rows[1].labels, rows[1].line) == ([0], [1], 3)
@@ -138,14 +138,14 @@ def test_lists_small_widths() -> None:
 def test_lists_default_widths() -> None:
     values = ["0"] * 3167
     values[5], values[2912 + 254] = "4", "1"
-    rows = formats.parse_lists(" ".join(["00/25.jpg", *values]), "iapr_test")
+    rows = iapr_lists.parse_lists(" ".join(["00/25.jpg", *values]), "iapr_test")
     assert (rows[0].bow_indices, rows[0].bow_counts, rows[0].labels) == ([5], [4], [254])
 
 
 def test_lists_wrong_column_count_message() -> None:
     line = " ".join(["00/25.jpg"] + ["0"] * 2999)
     with pytest.raises(UserError) as info:
-        formats.parse_lists(f"{line}\n", "lists/iapr_test")
+        iapr_lists.parse_lists(f"{line}\n", "lists/iapr_test")
     assert str(info.value) == (
         "lists/iapr_test:1: expected 3168 columns (image path, 2912 bag-of-words counts, "
         "255 label bits), found 3000"
@@ -162,28 +162,30 @@ def test_lists_wrong_column_count_message() -> None:
 ])  # fmt: skip
 def test_lists_bad_values(line: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
-        formats.parse_lists(f"00/1.jpg 0 0 1\n{line}\n", "f", n_bow=2, n_labels=1)
+        iapr_lists.parse_lists(f"00/1.jpg 0 0 1\n{line}\n", "f", n_bow=2, n_labels=1)
 
 
 # --------------------------------------------------------------------------- bag of words
 def test_tokenize_words_folds_case_accents_stop_words_and_short_words() -> None:
-    words = formats.tokenize_words("The CAF\u00c9 in S\u00e3o-Paulo; a b 2 dogs & a cat's tail")
+    words = bag_of_words.tokenize_words(
+        "The CAF\u00c9 in S\u00e3o-Paulo; a b 2 dogs & a cat's tail"
+    )
     assert words == ["cafe", "sao", "paulo", "dogs", "cat", "tail"]
-    assert len(formats.STOP_WORDS) >= 90
+    assert len(bag_of_words.STOP_WORDS) >= 90
 
 
 def test_build_vocab_frequency_then_alphabetical() -> None:
     captions = ["dog cat cat", "bird dog cat", "ant bird"]
-    assert formats.build_vocab(captions, size=10) == ["cat", "bird", "dog", "ant"]
-    assert formats.build_vocab(captions, size=2) == ["cat", "bird"]
+    assert bag_of_words.build_vocab(captions, size=10) == ["cat", "bird", "dog", "ant"]
+    assert bag_of_words.build_vocab(captions, size=2) == ["cat", "bird"]
 
 
 def test_bow_vector_counts_known_words_only() -> None:
     index = {"cat": 0, "dog": 1, "tree": 2}
-    assert formats.bow_vector("Tree, the cat and a cat; a horse", index) == ([0, 2], [2, 1])
-    assert formats.bow_vector("", index) == ([], [])
+    assert bag_of_words.bow_vector("Tree, the cat and a cat; a horse", index) == ([0, 2], [2, 1])
+    assert bag_of_words.bow_vector("", index) == ([], [])
 
 
 def test_lists_counts_written_as_floats() -> None:
-    rows = formats.parse_lists("00/7.jpg 1.0 0 2.0 0.0 1.0\n", "f", n_bow=3, n_labels=2)
+    rows = iapr_lists.parse_lists("00/7.jpg 1.0 0 2.0 0.0 1.0\n", "f", n_bow=3, n_labels=2)
     assert (rows[0].bow_indices, rows[0].bow_counts, rows[0].labels) == ([0, 2], [1, 2], [1])

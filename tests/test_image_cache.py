@@ -1,4 +1,4 @@
-"""image_cache.py: the uint8 cache (build, reuse, rebuild), the cached dataset and loader,
+"""cmh/image_cache.py: the uint8 cache (build, reuse, rebuild), the cached dataset and loader,
 gpu_transform (crop/flip randomness, seeded determinism, eval closeness to the JPEG path), and
 train.py --image-cache end to end."""
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 import data
 import train
-from image_cache import (
+from cmh.image_cache import (
     CachedImageDataset,
     cache_paths,
     cache_size,

@@ -1,4 +1,5 @@
-"""Tests for metrics.py against plain-Python brute-force references and hand-computed cases."""
+"""Tests for cmh/hamming_metrics.py and cmh/retrieval_curves.py against plain-Python brute-force
+references and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import metrics
-from errors import UserError
-from metrics import (
+from cmh import hamming_metrics as metrics
+from cmh.errors import UserError
+from cmh.hamming_metrics import (
     MetricInputError,
     chance_level,
     hamming_distance,
     mean_average_precision,
-    pr_curve_by_radius,
-    precision_at_n,
     relevance,
 )
+from cmh.retrieval_curves import pr_curve_by_radius, precision_at_n
 
 # ---------------------------------------------------------------------------------------------
 # Brute-force references: plain Python, one query at a time

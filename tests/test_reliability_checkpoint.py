@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoint
 import evaluate
-from checkpoint import load_checkpoint, save_checkpoint
-from errors import UserError
+from cmh import checkpoint_io as checkpoint
+from cmh.checkpoint_io import load_checkpoint, save_checkpoint
+from cmh.errors import UserError
 
 
 def small_state(epoch: int = 1) -> dict:

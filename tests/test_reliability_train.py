@@ -16,9 +16,9 @@ import pytest
 import torch
 from conftest import TINY_FLAGS
 
-import checkpoint
 import train
-from checkpoint import load_checkpoint
+from cmh import checkpoint_io as checkpoint
+from cmh.checkpoint_io import load_checkpoint
 
 
 def run(prepared: Path, out: Path, *extra: str) -> tuple[int, str]:

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 import retrieve
-import retrieve_page
-from metrics import hamming_distance
+from cmh import binary_index
+from cmh import results_page as retrieve_page
+from cmh.hamming_metrics import hamming_distance
 
 
 def brute_force(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
@@ -39,7 +40,7 @@ def printed_rows(out: str) -> list[tuple[int, int]]:
 
 def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
     """A tiny model's checkpoint (random weights: training adds nothing these tests check)."""
-    from checkpoint import save_checkpoint
+    from cmh.checkpoint_io import save_checkpoint
     from data import load_prepared
     from models import ModelConfig, build_model
 
@@ -65,7 +66,7 @@ def run(tiny_prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def encoded(run):
     """evaluate.encode of the query and database splits (the codes evaluate.py ranks)."""
-    from checkpoint import load_checkpoint
+    from cmh.checkpoint_io import load_checkpoint
     from data import load_prepared
     from evaluate import load_model
 
@@ -97,7 +98,7 @@ def test_index_folder_holds_codes_items_and_meta(run, encoded):
     assert items["ids"] == splits["database"] == db["ids"].tolist()
     with np.load(root / "codes.npz") as z:
         for m in ("image", "text"):
-            assert np.array_equal(z[m], retrieve.pack_codes(db[m]))
+            assert np.array_equal(z[m], binary_index.pack_codes(db[m]))
     assert not list(root.parent.glob(".index.tmp-*"))
 
 
@@ -110,9 +111,9 @@ def test_search_equals_brute_force_with_ties(kind, bits):
     db, q = base[rng.integers(0, 7, 300)], base[rng.integers(0, 7, 20)]
     db[::5, 0] *= -1
     params = {"nlist": 4, "nprobe": 4}  # every list probed: exact
-    index = retrieve.build_index(retrieve.pack_codes(db), kind, params)
+    index = binary_index.build_index(binary_index.pack_codes(db), kind, params)
     for k in (1, 5, 37, 300):
-        dist, pos = retrieve.search(index, retrieve.pack_codes(q), k)
+        dist, pos = binary_index.search(index, binary_index.pack_codes(q), k)
         want_dist, want_pos = brute_force(q, db, k)
         assert np.array_equal(pos, want_pos), (k, pos[0], want_pos[0])
         assert np.array_equal(dist, want_dist)
@@ -123,8 +124,8 @@ def test_search_again_only_for_tied_queries():
     db = np.where(rng.random((400, 32)) < 0.5, -1, 1)
     db[::4] = db[0]  # 100 copies of one code, spread over the database
     q = np.stack([db[0], db[1]])  # the first query ties 100 ways at distance 0, the second not
-    index = retrieve.build_index(retrieve.pack_codes(db), "flat")
-    dist, pos = retrieve.search(index, retrieve.pack_codes(q), 60)
+    index = binary_index.build_index(binary_index.pack_codes(db), "flat")
+    dist, pos = binary_index.search(index, binary_index.pack_codes(q), 60)
     want_dist, want_pos = brute_force(q, db, 60)
     assert np.array_equal(pos, want_pos) and np.array_equal(dist, want_dist)
     assert (pos[0] == np.arange(0, 240, 4)).all()
@@ -134,8 +135,8 @@ def test_hnsw_results_sorted_with_true_distances():
     rng = np.random.default_rng(0)
     db = np.where(rng.random((500, 16)) < 0.5, -1, 1)
     q = db[:10]
-    index = retrieve.build_index(retrieve.pack_codes(db), "hnsw", retrieve_hnsw_params())
-    dist, pos = retrieve.search(index, retrieve.pack_codes(q), 20)
+    index = binary_index.build_index(binary_index.pack_codes(db), "hnsw", retrieve_hnsw_params())
+    dist, pos = binary_index.search(index, binary_index.pack_codes(q), 20)
     assert (pos >= 0).all()
     true = hamming_distance(q, db)
     assert np.array_equal(dist, np.take_along_axis(true, pos, axis=1))
@@ -159,9 +160,9 @@ def test_item_query_equals_evaluate_ranking(run, encoded, capsys):
         dist, pos = brute_force(q[mod][row : row + 1], db[other], k)
         want = zip(db["ids"][pos[0]].tolist(), dist[0].tolist(), strict=True)
         assert printed_rows(out) == list(want)
-    index = retrieve.load_index(run["index"])
-    got_dist, got_pos = retrieve.search(
-        index.faiss_index("text", {}), retrieve.pack_codes(q["image"]), k
+    index = binary_index.load_index(run["index"])
+    got_dist, got_pos = binary_index.search(
+        index.faiss_index("text", {}), binary_index.pack_codes(q["image"]), k
     )
     want_dist, want_pos = brute_force(q["image"], db["text"], k)  # all queries at once
     assert np.array_equal(got_pos, want_pos) and np.array_equal(got_dist, want_dist)

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-import engine
 import evaluate
 import train
 
@@ -96,6 +95,7 @@ def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, tiny_flags):
         (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--device", "tpu"], "--device must be auto, cpu or cuda"),
         (["--optimizer", "separate", "--image-lr", "1e-4"], "needs both --image-lr and --text-lr"),
+        (["--demo"], "--demo trains on its own generated data"),
     ],
 )
 def test_bad_arguments_refused(tiny_prepared, tmp_path, tiny_flags, capsys, extra, message):
@@ -117,7 +117,7 @@ def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, caps
 def test_non_finite_loss_stops_and_keeps_checkpoint(
     tiny_prepared, tmp_path, tiny_flags, monkeypatch, caplog
 ):
-    real_loss, calls = engine.hashing_loss, {"n": 0}
+    real_loss, calls = train.hashing_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         out = real_loss(*args, **kwargs)
@@ -126,7 +126,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(engine, "hashing_loss", poisoned)
+    monkeypatch.setattr(train, "hashing_loss", poisoned)
     assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "3") == 1
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1
@@ -139,6 +139,22 @@ def test_separate_optimizer_learning_rates(tiny_prepared, tmp_path, tiny_flags):
     assert run_train(tiny_prepared, tmp_path, flags, "--epochs", "1") == 0
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["lr"] == {"image": 1e-3, "text": 2e-3}
+
+
+def test_evaluate_takes_a_run_folder_as_its_best_pt(finished_run, tmp_path, capsys):
+    """--checkpoint RUN evaluates RUN/best.pt and says so; the numbers are best.pt's."""
+    out = tmp_path / "e"
+    assert evaluate.main(["--checkpoint", str(finished_run), "--out", str(out)]) == 0
+    assert f"evaluating {finished_run / 'best.pt'}" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["checkpoint"] == str(finished_run / "best.pt")
+    assert evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_evaluate_refuses_a_folder_without_best_pt(tmp_path, capsys):
+    assert evaluate.main(["--checkpoint", str(tmp_path)]) == 2
+    assert "is a directory without best.pt; give RUN/best.pt" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_other_labels(finished_run, tmp_path, capsys):
@@ -202,7 +218,7 @@ def test_out_of_memory_names_the_batch_size(
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "hashing_loss", oom)
+    monkeypatch.setattr(train, "hashing_loss", oom)
     assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "1") == 2
     err = capsys.readouterr().err
     assert "out of GPU memory at --batch-size 16" in err and "lower --batch-size" in err

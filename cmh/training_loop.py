@@ -1,8 +1,10 @@
-"""One epoch of training, validation and the run context they share (used by train.py).
+"""The training loop's parts: one epoch, validation, RNG state, and the run context they share.
 
 `Run` holds what every phase after set-up needs (arguments, data, tokenizer, model config,
-device, run folder, frozen features, the torchrun place) and builds the loaders: training
-batches come in an order that is a function of (seed, epoch) alone, for any number of processes.
+device, run folder, the loss function, frozen features, the torchrun place) and builds the
+loaders: training batches come in an order that is a function of (seed, epoch) alone, for any
+number of processes. The model and the loss are passed in (train.py builds them from models.py
+and loss.py), so nothing here imports a root module.
 """
 
 from __future__ import annotations
@@ -12,24 +14,28 @@ import dataclasses
 import functools
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-import distributed
-from data import HashingDataset, PreparedData, make_loader
-from distributed import Dist
-from errors import UserError
-from evaluate import default_directions, encode, pad_id, retrieval_metrics
-from features import FeatureDataset, feature_loader
-from image_cache import CachedImageDataset, cached_loader, gpu_transform
-from loss import hashing_loss
-from models import ModelConfig
+from cmh import torchrun
+from cmh.checkpoint_io import save_checkpoint
+from cmh.dataset import HashingDataset, make_loader
+from cmh.encoding import default_directions, encode, pad_id, retrieval_metrics
+from cmh.errors import UserError
+from cmh.frozen_features import FeatureDataset, feature_loader, load_or_extract
+from cmh.image_cache import CachedImageDataset, cached_loader, gpu_transform
+from cmh.prepared import PreparedData
+from cmh.run_folder import write_jsonl
+from cmh.torchrun import Dist
 
 log = logging.getLogger("train")
 
@@ -42,9 +48,10 @@ class Run:
     args: argparse.Namespace
     data: PreparedData
     tokenizer: Any
-    cfg: ModelConfig
+    cfg: Any  # models.ModelConfig
     device: torch.device
     out: Path
+    loss_fn: Callable[..., dict]  # (image codes | None, text codes | None, labels) -> loss.py dict
     features: dict | None = None
     dist: Dist = Dist()
 
@@ -150,10 +157,6 @@ def all_items_loader(run: Run) -> DataLoader:
     )
 
 
-def loss_terms(args) -> tuple[str, ...]:
-    return ("t2t",) if args.modalities == "text" else ("i2t", "t2i", "i2i", "t2t")
-
-
 def batch_loss(run: Run, model, batch: dict) -> tuple[dict[str, torch.Tensor], float]:
     """Forward pass and loss terms of one batch, and the factor to back-propagate them with.
 
@@ -166,18 +169,9 @@ def batch_loss(run: Run, model, batch: dict) -> tuple[dict[str, torch.Tensor], f
         codes = model(batch)
     labels, scale = batch["labels"], 1.0
     if args.global_triplets and dist.enabled:
-        codes = {k: distributed.gather(dist, v) for k, v in codes.items()}
-        labels, scale = distributed.gather(dist, labels), float(dist.world)
-    out = hashing_loss(
-        codes.get("image"),
-        codes.get("text"),
-        labels,
-        args.margin,
-        triplets=args.triplets,
-        quant_weight=args.quant_weight,
-        terms=loss_terms(args),
-    )
-    return out, scale
+        codes = {k: torchrun.gather(dist, v) for k, v in codes.items()}
+        labels, scale = torchrun.gather(dist, labels), float(dist.world)
+    return run.loss_fn(codes.get("image"), codes.get("text"), labels), scale
 
 
 def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
@@ -194,7 +188,7 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
             for k, v in batch.items()
         }
         out, scale = batch_loss(run, model, run.prepare_batch(batch, train=True))
-        if distributed.any_rank(run.dist, not torch.isfinite(out["loss"]), run.device):
+        if torchrun.any_rank(run.dist, not torch.isfinite(out["loss"]), run.device):
             raise FloatingPointError(
                 f"non-finite loss ({out['loss'].item()}) at epoch {epoch}, step {step}, "
                 f"batch item ids {batch['index'].tolist()} (rank {run.dist.rank})"
@@ -214,8 +208,26 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
             sums[k] = sums.get(k, 0.0) + v.detach()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{out['loss'].item():.3f}")
-    sums = distributed.all_mean(run.dist, sums)
+    sums = torchrun.all_mean(run.dist, sums)
     return {k: float(v) / max(1, len(loader)) for k, v in sums.items()}
+
+
+def frozen_features(run: Run, model, cache: str | Path) -> dict:
+    """The frozen backbones' features of every item (cmh.frozen_features), extracted once into
+    ``cache``: rank 0 extracts, the other ranks then read its file."""
+    features = None
+    for turn in ("main", "others"):
+        if run.dist.is_main == (turn == "main"):
+            features = load_or_extract(
+                model,
+                run.data,
+                lambda: all_items_loader(run),
+                Path(cache),
+                run.device,
+                run.args.amp,
+            )
+        torchrun.barrier(run.dist)
+    return features
 
 
 def rng_state() -> dict:
@@ -249,3 +261,54 @@ def selection_score(val: dict) -> float:
     """Mean of the tie-by-index mAPs reported (I2T and T2I, or T2T alone)."""
     maps = [v for k, v in val.items() if k.startswith("val_map_") and not k.endswith("tie_avg")]
     return float(np.mean(maps))
+
+
+def fit(run: Run, model, optimizer, start: dict) -> None:
+    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt).
+    Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
+    args, out, dist = run.args, run.out, run.dist
+    loader = run.loader("train", train=True)
+    trained = DistributedDataParallel(model) if dist.enabled else model
+    if getattr(
+        args, "compile", False
+    ):  # the training forward only; evaluation and checkpoints use `model` itself
+        trained = torch.compile(trained)
+    best, best_epoch = start["best"], start["best_epoch"]
+    for epoch in tqdm(
+        range(start["epoch"] + 1, args.epochs + 1),
+        desc="epochs",
+        dynamic_ncols=True,
+        initial=start["epoch"],
+        total=args.epochs,
+    ):
+        t0 = time.perf_counter()
+        loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
+        record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
+        record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        if not dist.is_main:
+            continue
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
+            record.update(validate(model, run))
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        state = {
+            "model": model.state_dict(),
+            "model_config": run.cfg.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "args": vars(args),
+            "rng": rng_state(),
+        }
+        if "val_map_t2t" in record or "val_map_i2t" in record:
+            score = selection_score(record)
+            if score > best:
+                best, best_epoch = score, epoch
+                save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
+        write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
+        save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
+        log.info(
+            "epoch %d  loss %.4f  %s  %.1fs",
+            epoch,
+            record["loss"],
+            "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
+            record["seconds"],
+        )

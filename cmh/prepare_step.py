@@ -1,10 +1,9 @@
-"""The prepare step for cross-modal hashing on IAPR TC-12 (CLI: ``prepare`` and ``demo``).
+"""The prepare step for cross-modal hashing on IAPR TC-12 (its CLI is ``python data.py prepare``).
 
-``python prepare.py prepare`` (or ``python data.py prepare``) reads the raw IAPR TC-12 +
-SAIAPR TC-12 layout (or the preprocessed ``iapr_*`` lists) once, drops unusable items,
-draws seeded splits and writes a prepared folder; ``demo`` generates a synthetic raw
-layout and prepares it. Training and evaluation only read that folder, through
-:func:`data.load_prepared`.
+:func:`prepare` reads the raw IAPR TC-12 + SAIAPR TC-12 layout (or the preprocessed ``iapr_*``
+lists) once, drops unusable items, draws seeded splits (:mod:`cmh.splits`) and writes a
+prepared folder. Training and evaluation only read that folder, through
+:func:`cmh.prepared.load_prepared` (``data.load_prepared``).
 
 Prepared folder (``summary.json`` is written last and marks the folder complete):
 ``manifest.jsonl`` one item per line, sorted by id: ``id``, ``image`` (relative to the
@@ -20,20 +19,20 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-import formats
-import metrics
-from data import PreparedData
-from errors import UserError
+from cmh import hamming_metrics, iapr_lists, iapr_raw
+from cmh.bag_of_words import build_vocab
+from cmh.errors import UserError
+from cmh.prepared import PreparedData
+from cmh.splits import check_splits, lists_splits, make_splits
 
 
-# =========================================================================== dropping, splits
+# =========================================================================== dropping
 def _image_ok(path: Path) -> bool:
     """Whether PIL can decode the whole file. A JPEG is decoded at 1/8 scale (``draft``), which
     still reads every byte of its entropy-coded data, so a truncated file is caught (``verify``
@@ -82,57 +81,12 @@ def filter_items(
     return kept, dropped
 
 
-def _check_size(flag: str, requested: int, available: int, what: str) -> None:
-    """UserError naming the flag, the requested size and the available count."""
-    if requested < 0:
-        raise UserError(f"{flag} must be >= 0, got {requested}")
-    if requested > available:
-        raise UserError(f"{flag} {requested} is larger than the {available} {what}")
-
-
-def _sample_val(rng: np.random.Generator, database: list[int], train: list[int], n_val: int):
-    """``n_val`` ids drawn from database minus train (sorted)."""
-    pool = sorted(set(database) - set(train))
-    _check_size("--n-val", n_val, len(pool), "database items left after training")
-    return sorted(rng.choice(pool, n_val, replace=False).tolist()) if n_val else []
-
-
-def make_splits(ids: list[int], n_query: int, n_train: int, n_val: int, seed: int):
-    """Seeded split: queries; the rest is the database; train and val drawn from it, disjoint.
-
-    Returns {"query", "database", "train", "val": sorted id lists}.
-    """
-    _check_size(
-        "--n-query", n_query, len(ids) - 1, "items available (one must stay in the database)"
-    )
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(ids))
-    query = sorted(ids[i] for i in order[:n_query])
-    database = sorted(ids[i] for i in order[n_query:])
-    _check_size("--n-train", n_train, len(database), "database items available")
-    train = sorted(rng.choice(database, n_train, replace=False).tolist()) if n_train else []
-    return {
-        "query": query,
-        "database": database,
-        "train": train,
-        "val": _sample_val(rng, database, train, n_val),
-    }
-
-
-def lists_splits(given: dict[str, list[int]], kept: set[int], n_val: int, seed: int):
-    """The lists' own split restricted to kept items, plus val drawn from database minus train."""
-    splits = {k: [i for i in given[k] if i in kept] for k in ("query", "database", "train")}
-    rng = np.random.default_rng(seed)
-    splits["val"] = _sample_val(rng, splits["database"], splits["train"], n_val)
-    return splits
-
-
 # =========================================================================== statistics, writing
 def chance_level(query: np.ndarray, database: np.ndarray) -> float | None:
-    """:func:`metrics.chance_level` (mAP at chance), or None when either side is empty."""
+    """:func:`hamming_metrics.chance_level` (mAP at chance), or None when either side is empty."""
     if len(query) == 0 or len(database) == 0:
         return None
-    return metrics.chance_level(query, database)
+    return hamming_metrics.chance_level(query, database)
 
 
 def summarize(prepared: PreparedData, dropped: list[dict], extra: dict) -> dict:
@@ -271,7 +225,7 @@ def _label_columns(args: argparse.Namespace, mode: str, kept: list[dict], wlist:
         return [wlist[label] for label in ids]
     if args.label_names is None:
         return [f"label_{c:03d}" for c in range(args.label_columns)]
-    names = formats.read_names(args.label_names)
+    names = iapr_lists.read_names(args.label_names)
     if len(names) != args.label_columns:
         raise UserError(
             f"--label-names {args.label_names}: expected {args.label_columns} label names "
@@ -296,7 +250,7 @@ def _manifest_line(item: dict, out: Path) -> str:
 def _read_input(args: argparse.Namespace, mode: str) -> tuple[list[dict], dict, dict]:
     """(candidate items, SAIAPR label dictionary, the lists' splits) of the input flags."""
     if mode == "raw":
-        items, wlist = formats.read_raw_layout(args.iapr_root, args.saiapr_root, args.saiapr_wlist)
+        items, wlist = iapr_raw.read_raw_layout(args.iapr_root, args.saiapr_root, args.saiapr_wlist)
         return items, wlist, {}
     for flag, value in (
         ("--bow-columns", args.bow_columns),
@@ -304,7 +258,7 @@ def _read_input(args: argparse.Namespace, mode: str) -> tuple[list[dict], dict, 
     ):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
-    items, given = formats.read_lists_layout(
+    items, given = iapr_lists.read_lists_layout(
         args.lists, args.images, args.annotations, args.bow_columns, args.label_columns
     )
     return items, {}, given
@@ -316,8 +270,8 @@ def prepare(args: argparse.Namespace) -> dict:
     Returns the summary dict (also written as summary.json and printed).
     """
     mode = input_mode(args)
-    defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": formats.LISTS_BOW_COLUMNS,
-                "label_columns": formats.LISTS_LABEL_COLUMNS}  # fmt: skip
+    defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": iapr_lists.LISTS_BOW_COLUMNS,
+                "label_columns": iapr_lists.LISTS_LABEL_COLUMNS}  # fmt: skip
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -334,10 +288,9 @@ def prepare(args: argparse.Namespace) -> dict:
         splits = make_splits(ids, args.n_query, args.n_train, args.n_val, args.seed)
     else:
         splits = lists_splits(given, set(ids), args.n_val, args.seed)
+    check_splits(splits, set(ids), "the split of the input")
     train = set(splits["train"])
-    vocab = formats.build_vocab(
-        (it["caption"] for it in kept if it["id"] in train), args.vocab_size
-    )
+    vocab = build_vocab((it["caption"] for it in kept if it["id"] in train), args.vocab_size)
     lines = [_manifest_line(item, args.out) for item in kept]
     bow_width = args.bow_columns if mode == "lists" else None
     prepared = PreparedData(
@@ -354,77 +307,3 @@ def prepare(args: argparse.Namespace) -> dict:
     write_atomic(args.out, files, args.overwrite)
     print(format_summary(summary, args.out))
     return summary
-
-
-# =========================================================================== CLI
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The ``prepare`` and ``demo`` subcommands."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="read raw IAPR/SAIAPR files or iapr_* lists, write --out")
-    a = p.add_argument
-    a("--iapr-root", type=Path, help="raw: folder with images/NN/ID.jpg, annotations_complete_eng/")
-    a("--saiapr-root", type=Path, help="raw: SAIAPR folder with NN/labels.txt (and wlist.txt)")
-    a("--saiapr-wlist", type=Path, help="raw: label dictionary (default SAIAPR_ROOT/wlist.txt)")
-    a("--lists", type=Path, help="lists: folder with iapr_train, iapr_test, iapr_retrieval")
-    a("--images", type=Path, help="lists: folder the lists' NN/ID.jpg paths are relative to")
-    a("--annotations", type=Path, help="lists: folder with NN/ID.eng caption files")
-    a("--label-names", type=Path, help="lists: label names, one per line (default label_000..)")
-    a("--bow-columns", type=int, help="lists: bag-of-words columns per line (default 2912)")
-    a("--label-columns", type=int, help="lists: label-bit columns per line (default 255)")
-    a("--out", type=Path, required=True, help="output folder for the prepared dataset")
-    a("--n-query", type=int, help="raw: number of query items (default 2000)")
-    a("--n-train", type=int, help="raw: training items drawn from the database (default 10000)")
-    a("--n-val", type=int, default=1000, help="validation items from database minus train")
-    a("--seed", type=int, default=0, help="seed of the split")
-    a("--vocab-size", type=int, default=2912, help="bag-of-words vocabulary size")
-    a(
-        "--check-images",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="decode every image with PIL and drop unreadable ones (off: only check that the "
-        "file exists; a bad image then stops training, naming the item and file)",
-    )
-    a("--strict", action="store_true", help="fail on the first item that would be dropped")
-    a("--overwrite", action="store_true", help="replace a prepared dataset already in --out")
-    d = sub.add_parser("demo", help="write a synthetic dataset to --out and prepare it")
-    d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
-    d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
-    d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
-    return parser.parse_args(argv)
-
-
-def run_demo(args: argparse.Namespace) -> dict:
-    """Generate the synthetic raw layout in ``args.out``, prepare it into ``args.out/prepared``
-    with 10% query, 50% train and 10% val items (the real protocol: 10% / 50% / 5%)."""
-    import demo  # only this subcommand needs it
-
-    roots = demo.generate_demo(
-        args.out, n_items=args.n_items, image_size=args.image_size, seed=args.seed
-    )
-    n = args.n_items
-    flags = {"--iapr-root": roots["iapr_root"], "--saiapr-root": roots["saiapr_root"],
-             "--out": args.out / "prepared", "--n-query": max(1, n // 10), "--n-train": n // 2,
-             "--n-val": n // 10, "--seed": args.seed}  # fmt: skip
-    argv = ["prepare", "--overwrite", *(str(x) for pair in flags.items() for x in pair)]
-    print("python data.py " + " ".join(argv))
-    return prepare(parse_args(argv))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; a UserError prints ``error: MESSAGE`` to stderr and returns 2."""
-    args = parse_args(argv)
-    try:
-        if args.command == "prepare":
-            prepare(args)
-        else:
-            run_demo(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

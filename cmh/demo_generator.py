@@ -1,6 +1,7 @@
 """A small synthetic dataset in the raw IAPR TC-12 / SAIAPR TC-12 layout, for offline CPU runs.
 
-``python demo.py --out DIR`` (or ``generate_demo(DIR)``) writes, with NN = ID // 1000 as 2 digits:
+``python -m cmh.demo_generator --out DIR`` (or ``generate_demo(DIR)``; ``python data.py demo``
+also prepares it) writes, with NN = ID // 1000 as 2 digits:
 
 - ``DIR/iaprtc12/images/NN/ID.jpg``: RGB JPEG, ``image_size`` x ``image_size``;
 - ``DIR/iaprtc12/annotations_complete_eng/NN/ID.eng``: cp1252 annotation in the real layout;
@@ -9,7 +10,7 @@
 - ``DIR/demo_info.json``: the generation parameters (marks DIR as a demo folder).
 
 Scenes, labels and captions are sampled first with one ``np.random.default_rng(seed)``
-(:func:`demo_scenes.sample_scenes`, no drawing); this module draws each kind's shapes
+(:func:`cmh.demo_scenes.sample_scenes`, no drawing); this module draws each kind's shapes
 (:data:`SHAPES`), renders a scene as a pure function of the scene and (seed, id), and writes
 the files. The same seed gives byte-identical files.
 """
@@ -27,20 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demo_scenes import (
-    BLACK,
-    KINDS,
-    LABEL_IDS,
-    LAYOUTS,
-    RGB,
-    WHITE,
-    WLIST,
-    Obj,
-    Scene,
-    jitter,
-    sample_scenes,
-)
-from errors import UserError
+from cmh.demo_kinds import BLACK, KINDS, LABEL_IDS, LAYOUTS, RGB, WHITE, WLIST, Obj, Scene, jitter
+from cmh.demo_scenes import sample_scenes
+from cmh.errors import UserError
 
 __all__ = [
     "SHAPES",
@@ -256,7 +246,7 @@ def _prepare_out(out: Path) -> tuple[Path, Path]:
     if used and not (out / "demo_info.json").is_file():
         raise UserError(
             f"--out {out}: {used[0]} already exists and was not written by "
-            "demo.py (no demo_info.json); choose an empty folder"
+            "the demo generator (no demo_info.json); choose an empty folder"
         )
     for root in used:
         shutil.rmtree(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from errors import UserError
+from cmh.errors import UserError
 
 ZIP_MAGIC = b"PK\x03\x04"
 

@@ -5,14 +5,14 @@
     loader = cached_loader(ds, batch_size, shuffle=True, seed=0)
     batch["image"] = gpu_transform(batch.pop("image_u8").to(dev, non_blocking=True), S, train=True)
 
-The cache holds every manifest item decoded once (PIL, RGB as data.load_image) and resized to a
-fixed square Sc x Sc, Sc = int(S * 1.143) (the size data.image_transform resizes to before its
+The cache holds every manifest item decoded once (PIL, RGB as cmh.images.load_image) and resized to a
+fixed square Sc x Sc, Sc = int(S * 1.143) (the size cmh.images.image_transform resizes to before its
 random crop), as a raw memory-mapped uint8 array [N, 3, Sc, Sc] in manifest order, plus a JSON
 with the ids, the shape and the manifest's sha256. Both files are written under a temporary name
 and renamed; the JSON is written last, so a cache is valid only when complete. A changed manifest
 (other sha256), size or item count rebuilds it.
 
-How the cached path differs from the JPEG path (data.HashingDataset):
+How the cached path differs from the JPEG path (cmh.dataset.HashingDataset):
 - training: JPEG resizes the shorter side to Sc keeping the aspect ratio, then crops S x S anywhere
   in the (wider) image; the cache squashes the whole image to Sc x Sc (aspect not kept), then
   crops S x S. For IAPR's 4:3 photos a cached crop sees more of the width, squashed by 3/4. Crop
@@ -36,19 +36,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    HashingDataset,
-    PreparedData,
-    collate,
-    load_image,
-    make_loader,
-)
-from errors import UserError
+from cmh.dataset import HashingDataset, collate, make_loader
+from cmh.errors import UserError
+from cmh.images import IMAGENET_MEAN, IMAGENET_STD, load_image
+from cmh.prepared import PreparedData
 
 log = logging.getLogger("image_cache")
-RESIZE_FACTOR = 1.143  # data.image_transform: Resize(int(S * 1.143)) -> RandomCrop(S)
+RESIZE_FACTOR = 1.143  # cmh.images.image_transform: Resize(int(S * 1.143)) -> RandomCrop(S)
 
 
 def cache_size(image_size: int) -> int:
@@ -148,7 +142,7 @@ def ensure_cache(data: PreparedData, size: int, num_workers: int = 0) -> tuple[P
 
 
 class CachedImageDataset(HashingDataset):
-    """data.HashingDataset without decoding: "image_u8" uint8 [3, Sc, Sc] from the cache plus the
+    """cmh.dataset.HashingDataset without decoding: "image_u8" uint8 [3, Sc, Sc] from the cache plus the
     same "input_ids", "labels", "bow", "index" keys. Sc = cache_size(image_size). The memory map
     is opened lazily in each process (DataLoader workers included), never pickled."""
 
@@ -182,7 +176,7 @@ class CachedImageDataset(HashingDataset):
 
 
 def collate_cached(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """data.collate plus "image_u8" stacked to uint8 [B, 3, Sc, Sc]."""
+    """cmh.dataset.collate plus "image_u8" stacked to uint8 [B, 3, Sc, Sc]."""
     out = collate(batch, pad_id)
     out["image_u8"] = torch.stack([b["image_u8"] for b in batch])
     return out
@@ -199,7 +193,7 @@ def cached_loader(
     sampler: Sampler | None = None,
     pin_memory: bool | None = None,
 ) -> DataLoader:
-    """data.make_loader's seeded loader for a CachedImageDataset; pinned memory (default: when
+    """cmh.dataset.make_loader's seeded loader for a CachedImageDataset; pinned memory (default: when
     CUDA is available) and persistent workers (when ``num_workers`` > 0)."""
     pin = torch.cuda.is_available() if pin_memory is None else pin_memory
     return make_loader(

@@ -1,0 +1,178 @@
+"""One split of a prepared dataset as a torch Dataset, its collate function and seeded loader.
+
+Items are dicts holding both modalities (see :class:`HashingDataset`); captions are tokenized
+once when the dataset is built, never per step.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cmh.bag_of_words import bow_vector
+from cmh.errors import UserError
+from cmh.images import image_transform, load_image
+from cmh.prepared import PreparedData
+
+log = logging.getLogger("data")
+
+
+def sparse_bows(items: list[dict], vocab: list[str]) -> list[tuple[list[int], list[int]]]:
+    """(indices, counts) per manifest line: the lists' vector where the line has one, else
+    the caption's bag of words over ``vocab``."""
+    index = {word: i for i, word in enumerate(vocab)}
+    return [
+        (item["bow"]["indices"], item["bow"]["counts"])
+        if "bow" in item
+        else bow_vector(item["caption"], index)
+        for item in items
+    ]
+
+
+def tokenize_captions(tokenizer: Any, captions: list[str], max_length: int):
+    """(token ids per caption, each at most ``max_length`` long; number of captions cut short).
+
+    One tokenizer call: ``truncation=True`` with ``return_overflowing_tokens=True``, so a fast
+    tokenizer returns each cut caption's rest as extra rows (``overflow_to_sample_mapping``);
+    the first row of each caption is exactly what plain truncation gives.
+    """
+    if not captions:
+        return [], 0
+    encoded = tokenizer(
+        captions, truncation=True, max_length=max_length, return_overflowing_tokens=True
+    )
+    mapping = encoded.get("overflow_to_sample_mapping")
+    if mapping is None:  # a slow tokenizer: one row per caption, cut counts in num_truncated_tokens
+        cut = encoded.get("num_truncated_tokens") or []
+        return list(encoded["input_ids"]), sum(1 for n in cut if n > 0)
+    rows: dict[int, list[int]] = {}
+    for row, sample in enumerate(mapping):
+        rows.setdefault(int(sample), encoded["input_ids"][row])
+    # each caption has one row, plus one per overflowing piece: extra rows mark the cut captions
+    cut = {int(sample) for row, sample in enumerate(mapping) if row and mapping[row - 1] == sample}
+    return [rows[i] for i in range(len(captions))], len(cut)
+
+
+class HashingDataset(Dataset):
+    """One split of a prepared dataset; items are dicts of tensors.
+
+    ``__getitem__`` -> {"image": [3, S, S] float (if images), "input_ids": [L] long (if a
+    tokenizer), "labels": [C] float {0, 1}, "bow": [V] float counts (if bow), "index": id}.
+    Captions are tokenized once here (:func:`tokenize_captions`), never per step; those longer
+    than ``max_length`` tokens are cut, counted in ``n_truncated`` and the count is logged (INFO,
+    logger "data").
+    """
+
+    def __init__(
+        self,
+        data: PreparedData,
+        split: str,
+        tokenizer: Any = None,
+        max_length: int = 64,
+        image_size: int = 224,
+        train: bool = False,
+        bow: bool = False,
+        images: bool = True,
+    ) -> None:
+        if split not in data.splits:
+            raise UserError(f"unknown split {split!r}; {data.root} has {', '.join(data.splits)}")
+        self.ids = list(data.splits[split])
+        items = [data.items[row] for row in data.rows(self.ids)]
+        self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
+        self.paths = [data.image_path(item) for item in items] if images else None
+        self.transform = image_transform(image_size, train) if images else None
+        self.input_ids, self.n_truncated = None, 0
+        if tokenizer is not None:
+            captions = [item["caption"] for item in items]
+            self.input_ids, self.n_truncated = tokenize_captions(tokenizer, captions, max_length)
+            if self.n_truncated:
+                log.info(
+                    "%s: %d of %d captions truncated to --max-length %d tokens",
+                    split,
+                    self.n_truncated,
+                    len(captions),
+                    max_length,
+                )
+        self.bow_dim = data.bow_dim()
+        self.bow = sparse_bows(items, data.vocab) if bow else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"labels": self.labels[i], "index": self.ids[i]}
+        if self.paths is not None:
+            out["image"] = self.transform(load_image(self.paths[i], self.ids[i]))
+        if self.input_ids is not None:
+            out["input_ids"] = torch.tensor(self.input_ids[i], dtype=torch.long)
+        if self.bow is not None:
+            vector = torch.zeros(self.bow_dim)
+            indices, counts = self.bow[i]
+            vector[torch.tensor(indices, dtype=torch.long)] = torch.tensor(
+                counts, dtype=torch.float
+            )
+            out["bow"] = vector
+        return out
+
+
+def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Stack a list of items: "image" [B, 3, S, S], "labels" [B, C], "bow" [B, V],
+    "input_ids" [B, L] padded with ``pad_id`` to the longest in the batch plus
+    "attention_mask" [B, L] (1 = token, 0 = padding), "index" [B] long."""
+    out = {
+        k: torch.stack([b[k] for b in batch]) for k in ("image", "labels", "bow") if k in batch[0]
+    }
+    if "input_ids" in batch[0]:
+        length = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for r, b in enumerate(batch):
+            ids[r, : len(b["input_ids"])] = b["input_ids"]
+            mask[r, : len(b["input_ids"])] = 1
+        out["input_ids"], out["attention_mask"] = ids, mask
+    out["index"] = torch.tensor([b["index"] for b in batch], dtype=torch.long)
+    return out
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: seed numpy and random from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pad_id: int = 0,
+    sampler: Sampler | None = None,
+    collate_fn: Callable = collate,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A seeded DataLoader over ``dataset`` with ``collate_fn`` (default :func:`collate`; same
+    seed -> same order). ``sampler`` (e.g. a DistributedSampler) replaces ``shuffle`` when given;
+    workers, if any, persist across epochs."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=functools.partial(collate_fn, pad_id=pad_id),
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
