@@ -18,6 +18,7 @@ labels, split, vocabulary, summary. Everything else reads only that folder:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -88,6 +89,17 @@ def run_demo(args: argparse.Namespace) -> dict:
     argv = ["prepare", "--overwrite", *(str(x) for pair in flags.items() for x in pair)]
     print("python data.py " + " ".join(argv))
     return prepare_step.prepare(parse_args(argv))
+
+
+def ensure_demo(demo_dir: str | Path) -> Path:
+    """The prepared demo dataset in ``demo_dir/prepared``, generated and prepared once
+    (``python data.py demo --out demo_dir``); later calls reuse it."""
+    root = Path(demo_dir)
+    if not (root / "prepared" / "summary.json").is_file():
+        logging.getLogger("train").info("generating the demo dataset in %s (once)", root)
+        if main(["demo", "--out", str(root)]) != 0:
+            raise UserError(f"could not build the demo dataset in {root} (see the message above)")
+    return root / "prepared"
 
 
 def main(argv: list[str] | None = None) -> int:

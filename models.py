@@ -54,6 +54,7 @@ class ModelConfig:
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
     pooling: str = "cls"  # cls | mean
     max_length: int = 64
+    text_dropout: float | None = None  # dropout inside the text encoder; None: the model's own
     bow_dim: int = 0
     bow_hidden: int = 4096
     tiny_vocab_size: int = 2000
@@ -277,14 +278,19 @@ def tokenizer_from_json(tokenizer_json: str):
     return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
 
 
-def _load_pretrained_text(name: str):
+def _dropout_overrides(p: float | None) -> dict:
+    """BERT-family config keys of the encoder's dropout, all set to ``p`` (none when None)."""
+    return {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
+
+
+def _load_pretrained_text(name: str, dropout: float | None = None):
     """(encoder, tokenizer) from a hub name or local folder; a clear message when unavailable."""
     from transformers import AutoModel, AutoTokenizer
 
     local = Path(name).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True)
-        encoder = AutoModel.from_pretrained(name)
+        encoder = AutoModel.from_pretrained(name, **_dropout_overrides(dropout))
     except Exception as e:  # offline hub lookups raise OSError and friends
         where = f"the folder {name}" if local else f"'{name}' from the Hugging Face hub"
         raise UserError(
@@ -319,11 +325,14 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
             )
         tokenizer = tokenizer_from_json(train_wordpiece(captions, cfg.tiny_vocab_size).to_str())
         bert = BertConfig(
-            vocab_size=len(tokenizer), max_position_embeddings=max(cfg.max_length, 64), **TINY_BERT
+            vocab_size=len(tokenizer),
+            max_position_embeddings=max(cfg.max_length, 64),
+            **TINY_BERT,
+            **_dropout_overrides(cfg.text_dropout),
         )
         encoder = AutoModel.from_config(bert)
     elif pretrained:
-        encoder, tokenizer = _load_pretrained_text(cfg.text_model)
+        encoder, tokenizer = _load_pretrained_text(cfg.text_model, cfg.text_dropout)
     else:
         raise UserError("the model config holds no text encoder architecture; cannot rebuild it")
     positions = getattr(encoder.config, "max_position_embeddings", None)
@@ -354,6 +363,8 @@ def validate_config(cfg: ModelConfig) -> None:
             raise UserError(f"{flag} must be one of {allowed}, got {getattr(cfg, key)!r}")
     if cfg.image_encoder == "none" and cfg.text_encoder == "none":
         raise UserError("at least one tower is needed (image or text encoder)")
+    if cfg.text_dropout is not None and not 0 <= cfg.text_dropout < 1:
+        raise UserError(f"--text-dropout must be in [0, 1), got {cfg.text_dropout}")
 
 
 def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained: bool = True):

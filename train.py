@@ -22,14 +22,20 @@ import torch
 from cmh import torchrun
 from cmh.checkpoint_io import load_checkpoint
 from cmh.errors import UserError
-from cmh.run_folder import check_new_run, resumed_args, setup_logging, trim_metrics
+from cmh.run_folder import (
+    check_new_run,
+    resolve_amp,
+    resumed_args,
+    setup_logging,
+    trim_metrics,
+)
 from cmh.training_loop import (
     Run,
     fit,
     frozen_features,
     set_rng_state,
 )
-from data import load_prepared
+from data import ensure_demo, load_prepared
 from evaluate import (
     default_directions,
     format_table,
@@ -106,6 +112,11 @@ def _model_flags(a) -> None:
         help="text feature: [CLS] or masked mean",
     )
     a("--max-length", type=int, help="tokens per caption (default 64)")
+    a(
+        "--text-dropout",
+        type=float,
+        help="dropout inside the text encoder (default: the model's own, 0.1 for BERT)",
+    )
 
 
 def _loss_flags(a) -> None:
@@ -235,18 +246,12 @@ def check_args(args: argparse.Namespace) -> None:
             "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
             "no backbone (train it without --freeze-backbones: it is already fast)"
         )
-
-
-def ensure_demo_data(demo_dir: str) -> Path:
-    """Generate and prepare the demo dataset once (`python data.py demo`); later calls reuse it."""
-    import data
-
-    root = Path(demo_dir)
-    if not (root / "prepared" / "summary.json").is_file():
-        log.info("generating the demo dataset in %s (once)", root)
-        if data.main(["demo", "--out", str(root)]) != 0:
-            raise UserError(f"could not build the demo dataset in {root} (see the message above)")
-    return root / "prepared"
+    if args.freeze_backbones and getattr(args, "image_cache", False):
+        raise UserError(
+            "--image-cache does not go with --freeze-backbones: frozen-feature mode extracts the "
+            "image features once and never reads images per step, so the image cache would be "
+            "ignored; drop --image-cache"
+        )
 
 
 def model_config(args: argparse.Namespace, data) -> ModelConfig:
@@ -261,6 +266,7 @@ def model_config(args: argparse.Namespace, data) -> ModelConfig:
         text_model=args.text_model,
         pooling=args.pooling,
         max_length=args.max_length,
+        text_dropout=args.text_dropout,
         bow_dim=data.bow_dim(),
         label_names=list(data.label_names),
     )
@@ -300,7 +306,7 @@ def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
 
 def prepare_run(args: argparse.Namespace):
     """Data, model, tokenizer, optimizer and start state (fresh, or resumed from last.pt)."""
-    data = load_prepared(ensure_demo_data(args.demo_dir) if args.demo else args.data)
+    data = load_prepared(ensure_demo(args.demo_dir) if args.demo else args.data)
     args.data = str(data.root)
     state = load_checkpoint(Path(args.out) / "last.pt") if args.resume else None
     torch.manual_seed(args.seed)
@@ -353,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     setup_logging(out if dist.is_main else None)
-    args.amp = bool(args.amp and device.type == "cuda")
+    resolve_amp(args, device, dist.is_main)
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
     run = Run(args, data, tokenizer, cfg, device, out, loss_function(args), dist=dist)

@@ -5,9 +5,8 @@
 
 Training step (forward, triplet loss, backward, Adam) of both towers: ResNet-18 at 224 px and a
 BERT-base-size encoder (transformers.BertConfig defaults: 12 layers, width 768, vocabulary 30522;
-random init: the same compute as the pretrained weights, no download) at 40 tokens, 32 bits
-(float32 rows use PyTorch's default TF32 settings, as train.py does). For
-batch 32 and 128, float32 and bf16 autocast, and two inputs: synthetic tensors already on the
+random init: the same compute as the pretrained weights, no download) at 40 tokens, 32 bits.
+For batch 32 and 128, float32 and bf16 autocast, and two inputs: synthetic tensors already on the
 device, and the uint8-cache loader path (image_cache.CachedImageDataset over a generated demo
 dataset, 4 workers, pinned memory, non_blocking copy, image_cache.gpu_transform on the device).
 Per row: ms/step and pairs/s (median over the timed steps, after warm-up), peak GPU memory
@@ -16,11 +15,18 @@ Per row: ms/step and pairs/s (median over the timed steps, after warm-up), peak 
 random 64-bit codes, 2,000 queries x 18,000 database items, both tie policies, timed.
 Output: a markdown table on stdout and a JSON file (--out).
 
+Precision of the float32 rows is set explicitly, for matmuls and cuDNN convolutions together:
+--no-tf32 (the default) sets torch.backends.cuda.matmul.allow_tf32 and
+torch.backends.cudnn.allow_tf32 to False (true float32); --tf32 sets both to True. The settings
+torch reports back are printed in the header, in each fp32 row's label and in the JSON. (torch's
+own defaults, which train.py leaves alone, are a mix: convolutions TF32, matmuls float32.)
+
 --tiny (automatic without CUDA): image 32, a 2-layer width-64 BERT, batches 4 and 8, 2 timed
 steps, evaluation 50 x 300; for tests/test_gpu_check.py.
 
 Status: run on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28, 52 s, and once more
-with --compile (batch 128, bf16; 140 s); the tables are in BENCHMARKS.md. At batch 32 a step is
+with --compile (batch 128, bf16; 140 s), both before --tf32/--no-tf32 existed (torch's default
+precision); the tables are in BENCHMARKS.md. At batch 32 a step is
 bound by the Python/launch side (float32 ~ bf16), so rows there vary between runs.
 """
 
@@ -174,6 +180,29 @@ def time_row(model, optimizer, batches, device, bf16: bool, size: dict) -> dict:
     return {"s_per_step": float(np.median(times)), "loss": loss, "peak_gib": peak}
 
 
+def set_tf32(enabled: bool) -> dict:
+    """Set TF32 for float32 matmuls and cuDNN convolutions; return what torch then reports."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return precision_settings()
+
+
+def precision_settings() -> dict:
+    """The float32 precision settings as torch reports them."""
+    return {
+        "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def fp32_label(settings: dict) -> str:
+    """``"fp32 (matmul TF32|fp32, conv TF32|fp32)"`` from :func:`precision_settings`."""
+    matmul = "TF32" if settings["torch.backends.cuda.matmul.allow_tf32"] else "fp32"
+    conv = "TF32" if settings["torch.backends.cudnn.allow_tf32"] else "fp32"
+    return f"fp32 (matmul {matmul}, conv {conv})"
+
+
 def training_rows(
     size: dict, device: torch.device, data_dir: Path, precisions, compile_model: bool = False
 ) -> list[dict]:
@@ -192,7 +221,8 @@ def training_rows(
                 )
                 r = time_row(model, optimizer, batches, device, bf16, size)
                 pairs_s = batch / r["s_per_step"]
-                precision = ("bf16" if bf16 else "fp32") + (" compiled" if compile_model else "")
+                label = "bf16" if bf16 else fp32_label(precision_settings())
+                precision = label + (" compiled" if compile_model else "")
                 rows.append(
                     {
                         "batch": batch,
@@ -254,6 +284,9 @@ def markdown(result: dict) -> str:
     gib = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [
         f"machine: {result['machine']}; tiny: {result['tiny']}",
+        f"precision ({'--tf32' if result['tf32'] else '--no-tf32'}): fp32 rows "
+        + ", ".join(f"{k}={v!r}" for k, v in result["precision"].items())
+        + "; bf16 rows: torch.autocast(dtype=torch.bfloat16)",
         "",
         "| batch | precision | input | ms/step | pairs/s | peak GiB | loss | 300 ep x 10k pairs |",
         "|---|---|---|---|---|---|---|---|",
@@ -289,17 +322,31 @@ def main(argv=None) -> int:
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the model (train.py --compile)"
     )
+    p.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="TF32 for float32 matmuls and cuDNN convolutions (default --no-tf32: true float32)",
+    )
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.tiny or device.type != "cuda"
     size = {**(TINY if tiny else FULL), **({"batches": args.batches} if args.batches else {})}
     t0 = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        folder = args.data_dir or stack.enter_context(tempfile.TemporaryDirectory())
-        training = training_rows(size, device, Path(folder), args.precisions, args.compile)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        settings = set_tf32(args.tf32)
+        print(f"precision: {settings}", file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as stack:
+            folder = args.data_dir or stack.enter_context(tempfile.TemporaryDirectory())
+            training = training_rows(size, device, Path(folder), args.precisions, args.compile)
+    finally:  # leave the process as it was (tests run main() in-process)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     result = {
         "machine": machine(device),
         "tiny": tiny,
+        "tf32": args.tf32,
+        "precision": settings,
         "config": {**size, "tokens": TOKENS},
         "training": training,
         "evaluation": eval_rows(*size["eval"]),

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmh.bag_of_words import bow_vector
 from cmh.errors import UserError
-from cmh.images import image_transform, load_image
+from cmh.images import image_transform, item_generator, load_image
 from cmh.prepared import PreparedData
 
 log = logging.getLogger("data")
@@ -80,6 +80,7 @@ class HashingDataset(Dataset):
         train: bool = False,
         bow: bool = False,
         images: bool = True,
+        seed: int = 0,
     ) -> None:
         if split not in data.splits:
             raise UserError(f"unknown split {split!r}; {data.root} has {', '.join(data.splits)}")
@@ -88,6 +89,7 @@ class HashingDataset(Dataset):
         self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
         self.paths = [data.image_path(item) for item in items] if images else None
         self.transform = image_transform(image_size, train) if images else None
+        self.seed = seed
         self.input_ids, self.n_truncated = None, 0
         if tokenizer is not None:
             captions = [item["caption"] for item in items]
@@ -106,10 +108,14 @@ class HashingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``key``, or ``key = (epoch, i)`` (from :class:`EpochSampler`): then a training
+        image's crop and flip are drawn from (seed, epoch, item id) alone."""
+        epoch, i = key if isinstance(key, tuple) else (None, key)
         out: dict[str, Any] = {"labels": self.labels[i], "index": self.ids[i]}
         if self.paths is not None:
-            out["image"] = self.transform(load_image(self.paths[i], self.ids[i]))
+            g = None if epoch is None else item_generator(self.seed, epoch, self.ids[i])
+            out["image"] = self.transform(load_image(self.paths[i], self.ids[i]), g)
         if self.input_ids is not None:
             out["input_ids"] = torch.tensor(self.input_ids[i], dtype=torch.long)
         if self.bow is not None:
@@ -120,6 +126,27 @@ class HashingDataset(Dataset):
             )
             out["bow"] = vector
         return out
+
+
+class EpochSampler(Sampler):
+    """A sampler's indices as (epoch, index) pairs, for :class:`HashingDataset`: the epoch
+    travels with each index to the worker processes (persistent ones too), so augmentation is a
+    function of (seed, epoch, item) for any number of workers and after any resume.
+    ``set_epoch`` is passed on to the wrapped sampler (a DistributedSampler's shuffling order)."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:

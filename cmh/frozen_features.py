@@ -5,8 +5,9 @@ output for an item every epoch, so it is computed once per item (evaluation tran
 augmentation) and training touches only the hash layers: sweeps over bits, margin and loss variants
 take seconds, and CPU-only runs at the real scale become possible.
 
-The cache file is keyed by the dataset (its manifest) and the model (the backbones' weights, image
-size, tokenizer, maximum length, pooling): any change gives a new key, never a stale feature.
+The cache file is keyed by the dataset (its manifest), the model (the backbones' weights, image
+size, tokenizer, maximum length, pooling) and the extraction precision (bf16 autocast or float32):
+any change gives a new key, never a stale feature.
 """
 
 from __future__ import annotations
@@ -30,11 +31,20 @@ def _tensor_digest(h, module: torch.nn.Module) -> None:
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def cache_key(model, data_root: Path) -> str:
-    """sha256 (first 16 hex digits) of the manifest and of everything the frozen features depend on."""
+def extraction_precision(amp: bool) -> str:
+    """The extraction precision `extract` runs at: "bf16" (autocast) with amp, else "fp32"."""
+    return "bf16" if amp else "fp32"
+
+
+def cache_key(model, data_root: Path, precision: str) -> str:
+    """sha256 (first 16 hex digits) of the manifest and of everything the frozen features depend on,
+    the extraction precision ("bf16" or "fp32", see `extraction_precision`) included."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     h = hashlib.sha256((Path(data_root) / "manifest.jsonl").read_bytes())
     cfg = model.config
     settings = {
+        "precision": precision,
         "image_size": cfg.image_size,
         "max_length": cfg.max_length,
         "pooling": cfg.pooling,
@@ -66,12 +76,15 @@ def extract(model, loader, device: torch.device, amp: bool = False) -> dict[str,
     return {k: torch.cat(v).cpu() for k, v in parts.items()}
 
 
-def load_or_extract(model, data, make_loader_for_all, cache_dir: Path, device, amp=False) -> dict:
-    """The cached features for (data, model), extracted and saved atomically on first use.
+def load_or_extract(
+    model, data, make_loader_for_all, cache_dir: Path, device, *, amp: bool
+) -> dict:
+    """The cached features for (data, model, precision), extracted and saved atomically on first use.
 
     make_loader_for_all: a function () -> DataLoader over every item of the dataset (eval transform).
+    amp: extract under bf16 autocast (what the run itself uses); part of the cache key.
     """
-    path = Path(cache_dir) / f"features-{cache_key(model, data.root)}.pt"
+    path = Path(cache_dir) / f"features-{cache_key(model, data.root, extraction_precision(amp))}.pt"
     if path.is_file():
         log.info("frozen features: using the cache %s", path)
         return torch.load(path, map_location="cpu", weights_only=True)

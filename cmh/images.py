@@ -7,7 +7,6 @@ the same on tensors on the device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +19,54 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def image_transform(image_size: int, train: bool) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB -> FloatTensor [3, S, S], ImageNet-normalised.
+RESIZE_FACTOR = 1.143  # training: shorter side to int(S * 1.143), then a random S x S crop
 
-    train: Resize(int(S * 1.143)) -> RandomCrop(S) -> horizontal flip; eval: Resize((S, S)).
+
+class ImageTransform:
+    """PIL RGB -> FloatTensor [3, S, S], ImageNet-normalised; ``transform(image, generator)``.
+
+    train: Resize(int(S * 1.143)) (shorter side, aspect kept) -> a random S x S crop (offsets
+    uniform over every valid position) -> horizontal flip with probability 1/2, all drawn from
+    ``generator`` (a ``torch.Generator``; None: torch's global generator), so a training item's
+    augmentation is a function of the generator's seed alone. eval: Resize((S, S)), no randomness.
     """
-    from torchvision import transforms  # here: importing torchvision costs seconds
 
-    norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if train:
-        return transforms.Compose(
-            [
-                transforms.Resize(int(image_size * 1.143)),
-                transforms.RandomCrop(image_size),
-                transforms.RandomHorizontalFlip(),
-                *norm,
-            ]
-        )
-    return transforms.Compose([transforms.Resize((image_size, image_size)), *norm])
+    def __init__(self, image_size: int, train: bool) -> None:
+        from torchvision.transforms import Normalize  # here: importing torchvision costs seconds
+
+        self.size, self.train = image_size, train
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+
+    def __call__(
+        self, image: Image.Image, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        from torchvision.transforms import functional as F
+
+        s = self.size
+        if not self.train:
+            return self.normalize(F.to_tensor(F.resize(image, [s, s])))
+        image = F.resize(image, int(s * RESIZE_FACTOR))
+        width, height = image.size
+        top = int(torch.randint(0, height - s + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - s + 1, (1,), generator=generator))
+        image = F.crop(image, top, left, s, s)
+        if torch.rand(1, generator=generator) < 0.5:
+            image = F.hflip(image)
+        return self.normalize(F.to_tensor(image))
+
+
+def image_transform(image_size: int, train: bool) -> ImageTransform:
+    """The training (random crop and flip) or evaluation transform; see :class:`ImageTransform`."""
+    return ImageTransform(image_size, train)
+
+
+def item_generator(seed: int, epoch: int, item_id: int) -> torch.Generator:
+    """A torch generator seeded by (seed, epoch, item id) alone: a training item's augmentation
+    is the same in any worker process, on any resume, for any number of workers."""
+    state = np.random.SeedSequence([seed % 2**32, epoch, item_id]).generate_state(
+        2, dtype=np.uint32
+    )
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

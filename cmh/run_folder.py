@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 from cmh.errors import UserError
 
 log = logging.getLogger("train")
@@ -89,3 +91,16 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
             saved[key] = getattr(args, key)
     saved["out"] = args.out  # where the run is now, even if it was moved since
     return argparse.Namespace(**{**saved, "resume": True, "given": args.given})
+
+
+def resolve_amp(args: argparse.Namespace, device: torch.device, is_main: bool) -> None:
+    """--amp is bf16 autocast on CUDA only. Elsewhere the run is float32, logged once (rank 0) and
+    kept in args.json: `amp` is what runs, `amp_requested` what was asked for (a resumed run keeps
+    its saved `amp`, the precision its checkpoints and cached features were made with)."""
+    args.amp_requested = bool(args.amp or getattr(args, "amp_requested", False))
+    if args.amp and device.type != "cuda" and is_main:
+        log.warning(
+            "--amp is bf16 autocast on CUDA only; this run is on %s, so it runs in float32",
+            device.type,
+        )
+    args.amp = bool(args.amp and device.type == "cuda")

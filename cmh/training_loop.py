@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from cmh import torchrun
 from cmh.checkpoint_io import save_checkpoint
-from cmh.dataset import HashingDataset, make_loader
+from cmh.dataset import EpochSampler, HashingDataset, make_loader
 from cmh.encoding import default_directions, encode, pad_id, retrieval_metrics
 from cmh.errors import UserError
 from cmh.frozen_features import FeatureDataset, feature_loader, load_or_extract
@@ -73,7 +73,8 @@ class Run:
             ds = CachedImageDataset(self.data, split, **common, build_workers=args.num_workers)
             make = functools.partial(cached_loader, pin_memory=self.device.type == "cuda")
         else:
-            ds = HashingDataset(self.data, split, **common, images=cfg.image_encoder != "none")
+            images = cfg.image_encoder != "none"
+            ds = HashingDataset(self.data, split, **common, images=images, seed=args.seed)
         if not train:
             if self.features is not None:
                 return feature_loader(ds, args.batch_size)
@@ -102,6 +103,8 @@ class Run:
         drop_last = len(ds) >= 2 * args.batch_size
         if self.features is not None:
             return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
+        if isinstance(ds, HashingDataset) and not isinstance(ds, CachedImageDataset):
+            sampler = EpochSampler(sampler)  # crops and flips from (seed, epoch, item)
         return make(
             ds,
             per_rank,
@@ -224,7 +227,7 @@ def frozen_features(run: Run, model, cache: str | Path) -> dict:
                 lambda: all_items_loader(run),
                 Path(cache),
                 run.device,
-                run.args.amp,
+                amp=run.args.amp,  # what the run uses: train.py turns --amp off when not on CUDA
             )
         torchrun.barrier(run.dist)
     return features

@@ -18,16 +18,26 @@ def load_gpu_check():
 
 
 def test_tiny_run_writes_table_and_json(tmp_path, capsys):
+    import torch
+
     gpu_check = load_gpu_check()
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     out = tmp_path / "g.json"
     argv = ["--tiny", "--out", str(out), "--batches", "4", "--precisions", "fp32"]
     assert gpu_check.main([*argv, "--data-dir", str(tmp_path / "demo")]) == 0
     result = json.loads(out.read_text())
     assert result["tiny"] is True and result["config"]["image"] == 32
+    assert result["tf32"] is False  # the default: true float32 in matmuls and convolutions
+    assert result["precision"] == {
+        "torch.backends.cuda.matmul.allow_tf32": False,
+        "torch.backends.cudnn.allow_tf32": False,
+        "float32_matmul_precision": "highest",
+    }
     rows = result["training"]
+    fp32 = "fp32 (matmul fp32, conv fp32)"
     assert [(r["batch"], r["precision"], r["input"]) for r in rows] == [
-        (4, "fp32", "synthetic"),
-        (4, "fp32", "uint8 cache loader"),
+        (4, fp32, "synthetic"),
+        (4, fp32, "uint8 cache loader"),
     ]
     for r in rows:
         assert r["s_per_step"] > 0 and math.isfinite(r["loss"]) and r["loss"] >= 0
@@ -40,8 +50,37 @@ def test_tiny_run_writes_table_and_json(tmp_path, capsys):
         assert (r["queries"], r["database"], r["bits"]) == (50, 300, 64)
         assert 0.0 < r["map"] <= 1.0 and r["seconds"] >= 0
     printed = capsys.readouterr().out
-    assert "| 4 | fp32 | uint8 cache loader |" in printed
+    assert (
+        "precision (--no-tf32): fp32 rows torch.backends.cuda.matmul.allow_tf32=False, "
+        "torch.backends.cudnn.allow_tf32=False, float32_matmul_precision='highest'; "
+        "bf16 rows: torch.autocast(dtype=torch.bfloat16)\n"
+    ) in printed
+    assert f"| 4 | {fp32} | uint8 cache loader |" in printed
     assert "| 50 x 300 | 64 | average |" in printed
+    # the process is left as it was
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_tf32_flag_sets_matmul_and_convolutions():
+    import torch
+
+    gpu_check = load_gpu_check()
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        on = gpu_check.set_tf32(True)
+        assert on == {
+            "torch.backends.cuda.matmul.allow_tf32": True,
+            "torch.backends.cudnn.allow_tf32": True,
+            "float32_matmul_precision": "high",
+        }
+        assert gpu_check.fp32_label(on) == "fp32 (matmul TF32, conv TF32)"
+        off = gpu_check.set_tf32(False)
+        assert off["float32_matmul_precision"] == "highest"
+        assert gpu_check.fp32_label(off) == "fp32 (matmul fp32, conv fp32)"
+        mixed = {**off, "torch.backends.cudnn.allow_tf32": True}  # torch's own defaults
+        assert gpu_check.fp32_label(mixed) == "fp32 (matmul fp32, conv TF32)"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def test_full_size_config_is_the_brief():

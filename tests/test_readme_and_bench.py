@@ -28,16 +28,58 @@ def test_ci_runs_the_readme_commands_verbatim():
         assert f"\n{line}\n" in readme, line
 
 
-def test_bench_loss_runs(capsys):
+def run_bench_loss(argv: list[str]) -> int:
     import torch
 
     bench = load_bench("bench_loss")
     threads = torch.get_num_threads()
     try:
-        assert bench.main(["--sizes", "4", "6", "--repeats", "1", "--labels", "zipf"]) == 0
+        return bench.main(["--repeats", "1", "--labels", "zipf", *argv])
     finally:
         torch.set_num_threads(threads)  # the benchmark pins one thread
-    assert "ratio" in capsys.readouterr().out
+
+
+def test_bench_loss_runs(capsys):
+    assert run_bench_loss(["--sizes", "4", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio (target)" in out and "(no target below 32)" in out
+    assert "MISSED" not in out and "OK: every row within its targets (4 rows)" in out
+
+
+def test_bench_loss_fails_on_a_value_mismatch(capsys):
+    # the first row's vectorised value is off by 1e-3; the tolerance there is 1e-5 x |loss|
+    assert run_bench_loss(["--sizes", "4", "--modes", "all", "--inject-error", "1e-3"]) == 1
+    captured = capsys.readouterr()
+    assert "1.0e-03 (<= " in captured.out and "): MISSED" in captured.out
+    assert "FAIL: target missed in 1 row(s): all batch 4" in captured.err
+
+
+def test_bench_loss_fails_on_a_missed_speed_target(capsys):
+    argv = ["--sizes", "4", "--modes", "all", "--min-ratio", "1e9", "--min-ratio-batch", "4"]
+    assert run_bench_loss(argv) == 1
+    captured = capsys.readouterr()
+    assert "x (>= 1e+09x): MISSED" in captured.out
+    assert "FAIL: target missed in 1 row(s): all batch 4" in captured.err
+
+
+EVAL_TINY = ["--nq", "30", "--nd", "300", "--bits", "16", "--repeat", "1"]
+
+
+def test_bench_eval_fails_on_a_value_mismatch(capsys):
+    assert load_bench("bench_eval").main([*EVAL_TINY, "--inject-error", "1e-3"]) == 1
+    captured = capsys.readouterr()
+    assert "|index - reference| = 1.000e-03 (target <= 1e-09): MISSED" in captured.out
+    assert "ties='index' wall" in captured.out and "(target <= 1 s): met" in captured.out
+    assert "FAIL: target missed: |index - reference|" in captured.err
+    assert "OK" not in captured.out
+
+
+def test_bench_eval_fails_on_a_missed_time_target(capsys):
+    assert load_bench("bench_eval").main([*EVAL_TINY, "--target-seconds", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "(target <= 1e-09): met" in captured.out
+    assert "(target <= 0 s): MISSED" in captured.out
+    assert "FAIL: target missed: ties='index' wall" in captured.err
 
 
 def test_bench_train_step_runs(capsys, tiny_prepared):

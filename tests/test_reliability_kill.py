@@ -7,7 +7,7 @@ temporary file exists, last.pt is still epoch 1's), then up to twice at a moment
 loop drawn from a seeded RNG (a delay after the resumed run logs "resumed from", scaled by the
 epoch time of the reference run, so it lands inside training on a slow or a fast machine). After
 every kill each checkpoint on disk must load; at the end last.pt must hold exactly the weights of
-an uninterrupted run (CPU, same seed), results.json the same numbers, and no temporary file may
+an uninterrupted run (CPU, same seed, two loader workers), results.json the same numbers, and no temporary file may
 remain. About 90 s on 2 cores.
 """
 
@@ -30,7 +30,9 @@ from cmh.checkpoint_io import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
-FLAGS = [*TINY_FLAGS, "--epochs", str(EPOCHS), "--eval-every", str(EPOCHS), "--device", "cpu"]
+# two persistent loader workers: their augmentation must not restart on resume
+FLAGS = [*TINY_FLAGS, "--epochs", str(EPOCHS), "--eval-every", str(EPOCHS), "--device", "cpu",
+         "--num-workers", "2"]  # fmt: skip
 POLL_S = 0.001
 
 
