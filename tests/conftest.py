@@ -43,3 +43,33 @@ def tiny_prepared(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_flags() -> list[str]:
     return list(TINY_FLAGS)
+
+
+# A tiny run that learns: mean-pooled tiny BERT (its [CLS] feature at random initialisation is
+# nearly the same for every caption, so [CLS] codes collapse to one), 6 epochs over 120 training
+# items. Measured here: I2T / T2I about chance + 0.2, codes of 40-90% of the items distinct.
+LEARN_FLAGS = [*TINY_FLAGS, "--pooling", "mean", "--epochs", "6"]
+
+
+@pytest.fixture(scope="session")
+def learn_prepared(tmp_path_factory) -> Path:
+    """A prepared dataset of 240 generated items (24 query, 120 train, 24 val), 32 px images."""
+    import data
+
+    root = tmp_path_factory.mktemp("learn-demo")
+    assert data.main(["demo", "--out", str(root), "--n-items", "240", "--image-size", "32"]) == 0
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def learned_run(learn_prepared, tmp_path_factory) -> Path:
+    """A finished run of LEARN_FLAGS whose towers learned (checked here: diverse codes in both
+    modalities, mAP >= chance + 0.1 both ways), for tests that compare numbers between paths."""
+    from learning import assert_learned
+
+    import train
+
+    out = tmp_path_factory.mktemp("learned") / "run"
+    assert train.main(["--data", str(learn_prepared), "--out", str(out), *LEARN_FLAGS]) == 0
+    assert_learned(out)
+    return out

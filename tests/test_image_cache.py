@@ -186,14 +186,27 @@ def test_eval_transform_close_to_jpeg_path():
 
 
 @pytest.mark.slow  # ~30 s on 2 busy CPU cores: model build, 1 epoch, final evaluation
-def test_train_main_with_image_cache(prepared, tmp_path, tiny_flags):
+def test_train_main_with_image_cache(prepared, tmp_path, tiny_flags, monkeypatch):
+    """--image-cache trains and evaluates from the uint8 cache: every training batch and every
+    encoded batch goes through gpu_transform (train=True for training, False for encoding)."""
+    from cmh import training_loop
+
+    calls = []
+
+    def spy(u8, size, train, generator=None):
+        calls.append((tuple(u8.shape), train))
+        return gpu_transform(u8, size, train, generator)
+
+    monkeypatch.setattr(training_loop, "gpu_transform", spy)
     out = tmp_path / "run"
     argv = ["--data", str(prepared.root), "--out", str(out), *tiny_flags, "--epochs", "1"]
     assert train.main([*argv, "--image-cache"]) == 0
     assert cache_paths(prepared.root, cache_size(32))[0].is_file()
     assert json.loads((out / "args.json").read_text())["image_cache"] is True
-    results = json.loads((out / "results.json").read_text())
-    assert 0.0 <= results["map_i2t"] <= 1.0 and 0.0 <= results["map_t2i"] <= 1.0
+    steps = len(prepared.splits["train"]) // 16
+    assert sum(t for _, t in calls) == steps  # every training step: a random crop of the cache
+    assert {shape[1:] for shape, _ in calls} == {(3, cache_size(32), cache_size(32))}
+    assert sum(not t for _, t in calls) >= 4  # val, train, query, database encoded from it
 
 
 def test_train_transform_draws_from_the_global_cpu_rng():

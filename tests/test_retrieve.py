@@ -55,12 +55,13 @@ def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_prepared, tmp_path_factory):
-    """A tiny model's checkpoint and a flat index of the database split."""
+def run(learned_run, learn_prepared, tmp_path_factory):
+    """A trained tiny model (conftest.learned_run: its codes are diverse and its rankings above
+    chance, so a ranking that ignored the codes would fail) and a flat index of the database."""
     out = tmp_path_factory.mktemp("retrieve")
-    ckpt = make_checkpoint(tiny_prepared, out / "best.pt")
+    ckpt = Path(shutil.copy(learned_run / "best.pt", out / "best.pt"))
     assert retrieve.main(["index", "--checkpoint", str(ckpt), "--out", str(out / "index")]) == 0
-    return {"root": out, "ckpt": ckpt, "index": out / "index", "data": tiny_prepared}
+    return {"root": out, "ckpt": ckpt, "index": out / "index", "data": learn_prepared}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_index_folder_holds_codes_items_and_meta(run, encoded):
         16,
         "flat",
         "database",
-        108,
+        216,
     )
     assert meta["checkpoint"] == str(run["ckpt"].resolve()) and len(meta["fingerprint"]) == 64
     items = json.loads((root / "items.json").read_text())
@@ -301,7 +302,7 @@ def test_approximate_indexes_round_trip(run, encoded, tmp_path, capsys):
     [
         (["--text", "   "], "--text is empty"),
         (["--text", "sky", "--k", "0"], "--k must be >= 1"),
-        (["--text", "sky", "--k", "109"], "--k 109 is larger than the database (108 items"),
+        (["--text", "sky", "--k", "217"], "--k 217 is larger than the database (216 items"),
         (["--image", "/nonexistent/x.jpg"], "cannot read the image"),
         (["--item", "999999"], "--item 999999: no such item"),
     ],
@@ -379,7 +380,7 @@ def test_index_files_for_other_bits_refused(run, tmp_path, capsys):
     meta = json.loads((index / "meta.json").read_text())
     (index / "meta.json").write_text(json.dumps({**meta, "bits": 32}))
     assert retrieve.main(["query", "--index", str(index), "--text", "sky"]) == 2
-    assert "codes (108, 2) do not match meta.json bits" in capsys.readouterr().err
+    assert "codes (216, 2) do not match meta.json bits" in capsys.readouterr().err
 
 
 def test_index_output_refusals(run, tmp_path, capsys):

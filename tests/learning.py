@@ -1,0 +1,56 @@
+"""The check that a tiny run really learned: both towers' codes diverse, both directions above
+chance. A fixture whose model has collapsed (one code for every caption, say) makes every
+comparison of numbers between two code paths compare constants; these checks stop that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+MIN_DISTINCT = 0.25  # at least a quarter of the items have codes of their own, in each modality
+MIN_ABOVE_CHANCE = 0.10  # mAP >= chance + 0.1 in both directions
+
+
+def distinct_fraction(codes) -> float:
+    """Fraction of rows of a ±1 code matrix [N, bits] that are distinct."""
+    return len({row.tobytes() for row in codes}) / len(codes)
+
+
+def encode_run(run: Path, splits=("query", "database")) -> dict:
+    """cmh.encoding.encode of ``splits`` with the run's best.pt (the codes evaluate.py ranks)."""
+    import data
+    from cmh.checkpoint_io import load_checkpoint
+    from cmh.encoding import encode, pad_id
+    from evaluate import load_model
+
+    model, tokenizer, cfg = load_model(load_checkpoint(run / "best.pt"), torch.device("cpu"))
+    prepared = data.load_prepared(json.loads((run / "args.json").read_text())["data"])
+    out = {}
+    for split in splits:
+        ds = data.HashingDataset(prepared, split, tokenizer, cfg.max_length, cfg.image_size,
+                                 images=model.image is not None)  # fmt: skip
+        loader = data.make_loader(ds, 64, shuffle=False, seed=0, pad_id=pad_id(tokenizer))
+        out[split] = encode(model, loader, torch.device("cpu"))
+    return out
+
+
+def assert_learned(run: Path) -> dict:
+    """Raise AssertionError unless the run's codes are diverse and its mAP clearly above chance
+    in every direction it reports; returns {"results": results.json, "distinct": fractions}."""
+    results = json.loads((run / "results.json").read_text())
+    encoded = encode_run(run)
+    distinct = {}
+    for modality in ("image", "text"):
+        if modality in encoded["query"]:
+            both = [encoded[s][modality] for s in ("query", "database")]
+            distinct[modality] = distinct_fraction(
+                torch.cat([torch.from_numpy(c) for c in both]).numpy()
+            )
+    assert distinct and all(f >= MIN_DISTINCT for f in distinct.values()), distinct
+    directions = [k[4:] for k in results if k.startswith("map_") and not k.endswith("tie_avg")]
+    assert directions, results
+    for d in directions:
+        assert results[f"map_{d}"] >= results[f"chance_{d}"] + MIN_ABOVE_CHANCE, (d, results)
+    return {"results": results, "distinct": distinct}
