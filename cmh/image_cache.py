@@ -38,11 +38,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmh.dataset import HashingDataset, collate, make_loader
 from cmh.errors import UserError
-from cmh.images import IMAGENET_MEAN, IMAGENET_STD, load_image
+from cmh.images import IMAGENET_MEAN, IMAGENET_STD, RESIZE_FACTOR, load_image
 from cmh.prepared import PreparedData
 
 log = logging.getLogger("image_cache")
-RESIZE_FACTOR = 1.143  # cmh.images.image_transform: Resize(int(S * 1.143)) -> RandomCrop(S)
 
 
 def cache_size(image_size: int) -> int:

@@ -35,6 +35,7 @@ class ImageTransform:
         from torchvision.transforms import Normalize  # here: importing torchvision costs seconds
 
         self.size, self.train = image_size, train
+        self.resize_size = int(image_size * RESIZE_FACTOR)  # training: the shorter side's length
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
 
     def __call__(
@@ -45,7 +46,7 @@ class ImageTransform:
         s = self.size
         if not self.train:
             return self.normalize(F.to_tensor(F.resize(image, [s, s])))
-        image = F.resize(image, int(s * RESIZE_FACTOR))
+        image = F.resize(image, self.resize_size)
         width, height = image.size
         top = int(torch.randint(0, height - s + 1, (1,), generator=generator))
         left = int(torch.randint(0, width - s + 1, (1,), generator=generator))
