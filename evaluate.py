@@ -27,7 +27,10 @@ from cmh.encoding import (  # noqa: F401  (encode is this module's public entry 
     retrieval_metrics,
 )
 from cmh.errors import UserError
-from cmh.hamming_metrics import mean_average_precision  # noqa: F401  (public here too)
+from cmh.hamming_metrics import (  # noqa: F401  (mean_average_precision: public here too)
+    chance_level,
+    mean_average_precision,
+)
 from cmh.retrieval_curves import pr_curve_by_radius, precision_at_n
 
 log = logging.getLogger("evaluate")
@@ -45,34 +48,82 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def save_plots(queries: dict, database: dict, out: Path, directions=("i2t", "t2i")) -> list[Path]:
-    """PR-over-Hamming-radius and precision@N curves (PNG), one figure each, all directions."""
-    import matplotlib
+def plot_title(
+    data: str | Path, bits: int, epoch: int | None, checkpoint: str | Path = "best.pt"
+) -> str:
+    """The run a plot shows: the data folder's name (with its parent for a plain "prepared"),
+    the code length and the checkpoint's epoch ("best epoch N" for best.pt)."""
+    data, name = Path(data), Path(checkpoint).name
+    folder = f"{data.parent.name}/{data.name}" if data.name == "prepared" else data.name
+    when = f"best epoch {epoch}" if name == "best.pt" else f"{name} epoch {epoch}"
+    return f"{folder} · {bits} bits · {when}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def radius_marks(bits: int) -> list[int]:
+    """The Hamming radii labelled on the PR curve: 0, 1, 2 and quarters of the code length."""
+    return sorted({t for t in (0, 1, 2, bits // 4, bits // 2, bits) if 0 <= t <= bits})
+
+
+def plot_figures(
+    queries: dict, database: dict, directions=("i2t", "t2i"), results=None, title: str = ""
+) -> dict:
+    """{file name: matplotlib Figure}: PR over Hamming radius (a few radii labelled) and
+    precision@N, every direction; ``title`` (plot_title) on both; each legend entry with the
+    direction's mAP (``results["map_<d>"]``); a dashed line at chance (cmh.hamming_metrics.
+    chance_level: the mean fraction of the database relevant to a query, which is the precision
+    of a random ranking at any cut-off); the precision axis from 0 to 1."""
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no backend switch
+
+    results = results or {}
     n_db = len(database["labels"])
     ns = np.unique(np.linspace(1, n_db, num=min(50, n_db)).astype(int))
-    fig_pr, ax_pr = plt.subplots(figsize=(5, 4))
-    fig_pn, ax_pn = plt.subplots(figsize=(5, 4))
+    figs = {name: Figure(figsize=(5.5, 4.5)) for name in ("pr_curve.png", "precision_at_n.png")}
+    ax_pr, ax_pn = (fig.subplots() for fig in figs.values())
     for d in directions:
         q_mod, db_mod = DIRECTIONS[d]
         if q_mod not in queries or db_mod not in database:
             continue
         args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
+        label = d.upper() + (f"  mAP {results[f'map_{d}']:.3f}" if f"map_{d}" in results else "")
         precision, recall = pr_curve_by_radius(*args)
-        ax_pr.plot(recall, precision, marker=".", label=d.upper())
-        ax_pn.plot(ns, precision_at_n(*args, ns), label=d.upper())
-    ax_pr.set(xlabel="recall", ylabel="precision", title="PR over Hamming radius")
-    ax_pn.set(xlabel="N", ylabel="precision@N", title="Precision at N")
-    paths = []
-    for fig, ax, name in ((fig_pr, ax_pr, "pr_curve.png"), (fig_pn, ax_pn, "precision_at_n.png")):
+        (line,) = ax_pr.plot(recall, precision, marker=".", label=label)
+        for t in radius_marks(len(precision) - 1):
+            xy = (recall[t], precision[t])
+            ax_pr.annotate(
+                f"r={t}",
+                xy,
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color=line.get_color(),
+            )
+        ax_pn.plot(ns, precision_at_n(*args, ns), label=label)
+    ax_pr.set(xlabel="recall (r: Hamming radius)", ylabel="precision", xlim=(0, 1.02))
+    ax_pn.set(xlabel="N", ylabel="precision@N")
+    chance = chance_level(queries["labels"], database["labels"])
+    for ax, what in ((ax_pr, "PR over Hamming radius"), (ax_pn, "Precision at N")):
+        ax.axhline(chance, linestyle="--", color="gray", label=f"chance {chance:.3f}")
+        ax.set(title=f"{what}\n{title}" if title else what, ylim=(0, 1.02))
         ax.legend()
         ax.grid(alpha=0.3)
+    for fig in figs.values():
         fig.tight_layout()
+    return figs
+
+
+def save_plots(
+    queries: dict,
+    database: dict,
+    out: Path,
+    directions=("i2t", "t2i"),
+    *,
+    results=None,
+    title: str = "",
+) -> list[Path]:
+    """The figures of plot_figures written as PNG into ``out``; their paths."""
+    paths = []
+    for name, fig in plot_figures(queries, database, directions, results, title).items():
         fig.savefig(out / name, dpi=120)
-        plt.close(fig)
         paths.append(out / name)
     return paths
 
@@ -199,7 +250,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.plots:
-        save_plots(q, db, out, directions)
+        title = plot_title(data.root, cfg.bits, state.get("epoch"), args.checkpoint)
+        save_plots(q, db, out, directions, results=results, title=title)
     return results
 
 

@@ -267,6 +267,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--data", help="prepared folder for an --item not in the index (default: the index's)"
     )
     qp.add_argument("--html", type=Path, help="write a results page here")
+    qp.add_argument(
+        "--embed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="--html: inline the images as small JPEG thumbnails, so the page can be moved",
+    )
     for sp in (ix, qp):
         sp.add_argument("--ef-search", type=int, help="HNSW search beam (128; query: the index's)")
         sp.add_argument("--nprobe", type=int, help="IVF lists searched (16; query: the index's)")
@@ -292,7 +298,7 @@ def main(argv=None) -> int:
         info, rows, index = run_query(args)
         print(format_results(info, rows, index.meta, index.items["label_names"]))
         if args.html:
-            write_html(args.html, info, rows, index.meta)
+            write_html(args.html, info, rows, index.meta, embed=args.embed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

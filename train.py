@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from cmh import torchrun
+from cmh.argument_checks import check_args
 from cmh.checkpoint_io import load_checkpoint
 from cmh.errors import UserError
 from cmh.run_folder import (
@@ -40,6 +41,7 @@ from evaluate import (
     default_directions,
     format_table,
     load_model,
+    plot_title,
     resolve_device,
     retrieval_metrics,
     save_plots,
@@ -50,12 +52,12 @@ from models import ModelConfig, build_model
 log = logging.getLogger("train")
 
 # The reference's settings; --demo replaces those the user did not give with DEMO_DEFAULTS.
+# The default --margin is not among them: it scales with the code length (MARGIN_PER_BIT).
 DEFAULTS = {
     "epochs": 300,
     "batch_size": 32,
     "lr": 1e-5,
     "bits": 32,
-    "margin": 12.0,
     "image_size": 224,
     "image_weights": "imagenet",
     "text_model": "bert-base-uncased",
@@ -68,7 +70,6 @@ DEMO_DEFAULTS = {
     "batch_size": 32,
     "lr": 3e-4,
     "bits": 32,
-    "margin": 12.0,
     "image_size": 64,
     "image_weights": "none",
     "text_model": "tiny",
@@ -76,6 +77,9 @@ DEMO_DEFAULTS = {
     "eval_every": 2,
     "out": "runs/demo",
 }
+# Default --margin = 12 * bits / 32 (6 at 16 bits, 12 at 32, 24 at 64), as in every results table
+# and scripts/run_all_bits.sh; with and without --demo (the demo is 32 bits: margin 12).
+MARGIN_PER_BIT = 12.0 / 32
 
 
 def _data_flags(a) -> None:
@@ -120,7 +124,12 @@ def _model_flags(a) -> None:
 
 
 def _loss_flags(a) -> None:
-    a("--margin", type=float, help="triplet margin on squared distances (default 12 at 32 bits)")
+    a(
+        "--margin",
+        type=float,
+        help="triplet margin on squared distances (default 12 * bits / 32: 6 at 16 bits, "
+        "12 at 32, 24 at 64)",
+    )
     a(
         "--triplets",
         choices=("all", "hard", "reference"),
@@ -191,67 +200,31 @@ FLAG_GROUPS = (
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def _parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """train.py's flags; with defaults=False every default is suppressed, so a parse returns only
+    the flags on the command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     for title, add_flags in FLAG_GROUPS:
-        add_flags(p.add_argument_group(title).add_argument)
-    args = p.parse_args(argv)
-    args.given = sorted(k for k, v in vars(args).items() if v is not None and v != p.get_default(k))
+        add = p.add_argument_group(title).add_argument
+        add_flags(add if defaults else _without_default(add))
+    return p
+
+
+def _without_default(add):
+    return lambda *flags, **kw: add(*flags, **{**kw, "default": argparse.SUPPRESS})
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
+    one given at its default value)."""
+    args = _parser().parse_args(argv)
+    args.given = sorted(vars(_parser(defaults=False).parse_args(argv)))
     for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.margin is None:
+        args.margin = MARGIN_PER_BIT * args.bits
     return args
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """Refuse impossible combinations before any work starts."""
-    rules = [
-        (args.bits >= 1, f"--bits must be >= 1, got {args.bits}"),
-        (args.margin >= 0, f"--margin must be >= 0, got {args.margin}"),
-        (
-            args.batch_size >= 2,
-            f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}",
-        ),
-        (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
-        (
-            math.isfinite(args.lr) and args.lr > 0,
-            f"--lr must be a finite number > 0, got {args.lr}",
-        ),
-        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
-        (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
-        (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
-        (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
-        (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
-        (
-            args.device in ("auto", "cpu", "cuda"),
-            f"--device must be auto, cpu or cuda, got {args.device!r}",
-        ),
-        (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo"),
-        (
-            not (args.demo and args.data),
-            "--demo trains on its own generated data (in --demo-dir), so --data does not go "
-            "with it; drop --data, or drop --demo to train on DIR",
-        ),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise UserError(message)
-    if args.optimizer == "separate" and (args.image_lr is None or args.text_lr is None):
-        raise UserError("--optimizer separate needs both --image-lr and --text-lr")
-    for flag, value in (("--image-lr", args.image_lr), ("--text-lr", args.text_lr)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"{flag} must be a finite number > 0, got {value}")
-    if args.freeze_backbones and args.text_encoder == "bow":
-        raise UserError(
-            "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
-            "no backbone (train it without --freeze-backbones: it is already fast)"
-        )
-    if args.freeze_backbones and getattr(args, "image_cache", False):
-        raise UserError(
-            "--image-cache does not go with --freeze-backbones: frozen-feature mode extracts the "
-            "image features once and never reads images per step, so the image cache would be "
-            "ignored; drop --image-cache"
-        )
 
 
 def model_config(args: argparse.Namespace, data) -> ModelConfig:
@@ -340,7 +313,15 @@ def final_evaluation(run: Run) -> dict:
         n_database=len(enc["database"]["labels"]),
     )
     (run.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    save_plots(enc["query"], enc["database"], run.out, default_directions(model))
+    title = plot_title(run.args.data, run.cfg.bits, state["epoch"])
+    save_plots(
+        enc["query"],
+        enc["database"],
+        run.out,
+        default_directions(model),
+        results=results,
+        title=title,
+    )
     return results
 
 

@@ -21,6 +21,7 @@ Data in memory
 Training and evaluation
     training_loop   one epoch, validation, the epochs loop, RNG state (loss and model passed in)
     run_folder      train.log, metrics.jsonl, args.json and resuming a run folder
+    argument_checks train.py's refusals of impossible flag combinations
     checkpoint_io   atomic, CRC-checked checkpoints loaded with weights_only=True
     torchrun        DDP helpers (rank, gather, all-reduce) for torchrun
     encoding        a model's ±1 codes of a split, and the metrics of encoded splits

@@ -6,7 +6,9 @@ label_names) and the query info `retrieve.run_query` builds, and imports none of
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import os
 from pathlib import Path
 from typing import Protocol
@@ -18,9 +20,16 @@ TEXT_MARKS = {None: "-", True: "yes", False: "no"}  # relevant: unknown, yes, no
 HTML_MARKS = {None: ("", ""), True: ("rel", " · relevant"), False: ("irr", " · not relevant")}
 STYLE = (
     "<style>body{font-family:sans-serif}figure{display:inline-block;width:220px;margin:6px;"
-    "vertical-align:top;border:3px solid #ccc}.rel{border-color:#2a2}.irr{border-color:#c33}"
-    "img{width:100%}figcaption{font-size:13px}</style>"
+    "vertical-align:top;border:3px solid #ccc}.key{border:3px solid #ccc;padding:0 4px}"
+    ".rel{border-color:#2a2}.irr{border-color:#c33}img{width:100%}figcaption{font-size:13px}"
+    "</style>"
 )
+LEGEND = (
+    '<p><span class="key rel">green frame</span> relevant to the query item (shares a label '
+    'with it) · <span class="key irr">red frame</span> not relevant (no label in common)</p>'
+)
+NO_LEGEND = "<p>Grey frames: relevance is known only for --item queries (their labels).</p>"
+THUMB_PX = 160  # --embed: the longer side of an inlined JPEG thumbnail
 
 
 class HasItems(Protocol):
@@ -82,26 +91,55 @@ def _src(image: str, page: Path) -> str:
         return Path(image).as_uri()
 
 
-def write_html(path: Path, info: dict, rows: list[dict], meta: dict) -> None:
-    """A self-contained page: the query, then each result's image, caption, labels, distance."""
+def _thumbnail(image: str) -> str:
+    """A data: URI of a JPEG thumbnail of `image` (at most THUMB_PX on its longer side)."""
+    from PIL import Image
+
+    with Image.open(image) as im:
+        im = im.convert("RGB")
+        im.thumbnail((THUMB_PX, THUMB_PX))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def query_title(info: dict) -> str:
+    """What the query was, in a line: the text, the image's file name, or the item's id."""
+    shown = info["caption"] if info["modality"] == "text" else Path(info["image"]).name
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    if "id" in info:
+        return f"item {info['id']} ({info['modality']}): {shown}"
+    return f"{info['modality']}: {shown}"
+
+
+def write_html(path: Path, info: dict, rows: list[dict], meta: dict, embed: bool = False) -> None:
+    """A page: the query, a legend of the frames, then each result's image, caption, labels and
+    distance. Images are linked relative to the page, or with `embed` inlined as JPEG thumbnails
+    (data: URIs), so the page can be moved or sent on its own."""
     e, path = html.escape, Path(path)
+
+    def src(image: str) -> str:
+        return _thumbnail(image) if embed else _src(image, path)
+
     query = f"<p>{e(info['caption'])}</p>" if info["caption"] else ""
     if info["image"]:
-        query = f'<img src="{e(_src(info["image"], path))}" alt="query">' + query
+        query = f'<img src="{e(src(info["image"]))}" alt="query" style="width:220px">' + query
     cards = []
     for r in rows:
         cls, mark = HTML_MARKS[r["relevant"]]
         cards.append(
-            f'<figure class="{cls}"><img src="{e(_src(r["image"], path))}" alt="{r["id"]}">'
+            f'<figure class="{cls}"><img src="{e(src(r["image"]))}" alt="{r["id"]}">'
             f"<figcaption><b>#{r['rank']}</b> id {r['id']} · distance {r['distance']}"
             f"{mark}<br>{e(r['caption'])}<br><small>{e(', '.join(r['labels']))}</small>"
             "</figcaption></figure>"
         )
     page = (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>retrieve</title>{STYLE}'
+        f'<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{e(query_title(info))} · retrieve</title>{STYLE}"
         f"</head><body><h2>Query ({e(info['modality'])})</h2>{query}"
         f"<h2>Top {len(rows)} in {e(info['searched'])} codes of {e(meta['split'])} "
-        f"({meta['bits']} bits, {e(meta['kind'])})</h2>{''.join(cards)}</body></html>\n"
+        f"({meta['bits']} bits, {e(meta['kind'])})</h2>"
+        f"{LEGEND if info.get('labels') is not None else NO_LEGEND}{''.join(cards)}</body></html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -69,12 +69,19 @@ def setup_logging(out: Path | None) -> None:
         data_log.addHandler(handler)
 
 
+# The flags a resume may change: how long it trains, how often it validates, and where and with
+# how many loader workers it runs (the weights do not depend on the worker count; tested).
 RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers")
+# Not compared on resume: where the run is now (a moved folder resumes in place) and the switch.
+RESUME_NOT_COMPARED = ("out", "resume")
+# Saved resolved (``str(Path(...))``): compared as the folders they name.
+RESUME_PATHS = ("data", "demo_dir", "feature_cache")
 
 
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """--resume continues with the run's saved arguments; only RESUME_OVERRIDES given on the
-    command line (e.g. more --epochs, another --device) replace them."""
+    """--resume continues with the run's saved arguments; RESUME_OVERRIDES given on the command
+    line (e.g. more --epochs, another --device) replace them. Any other flag given must equal the
+    saved value (UserError naming each that differs). ``given`` stays the first start's."""
     out = Path(args.out)
     if not out.is_dir():
         raise UserError(f"--resume: {out} does not exist; is --out the folder of an earlier run?")
@@ -86,11 +93,50 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     if not (out / "args.json").is_file():
         raise UserError(f"--resume: {out / 'args.json'} does not exist; is --out a run folder?")
     saved = json.loads((out / "args.json").read_text())
+    differing = resume_conflicts(args, saved, out / "args.json")
+    if differing:
+        may_change = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES)
+        raise UserError(
+            f"--resume: {'; '.join(differing)}; only {may_change} may change on resume "
+            "(start a new run in another --out to train with other settings)"
+        )
     for key in RESUME_OVERRIDES:
         if key in args.given:
             saved[key] = getattr(args, key)
     saved["out"] = args.out  # where the run is now, even if it was moved since
-    return argparse.Namespace(**{**saved, "resume": True, "given": args.given})
+    if saved.get("demo"):  # `data` was saved as the demo's folder, which --demo-dir names again
+        saved["data"] = None
+    return argparse.Namespace(**{**saved, "resume": True, "given": saved.get("given", [])})
+
+
+def resume_conflicts(args: argparse.Namespace, saved: dict, where: Path) -> list[str]:
+    """For each flag in ``args.given`` (but RESUME_OVERRIDES) whose value is not the run's
+    ``saved`` one as the user would have typed it, "--bits 64 differs from the run's 16 (WHERE)".
+    `amp` is compared with what was asked (`amp_requested`), paths as the folders they name."""
+    typed = {**saved, "amp": saved.get("amp_requested", saved.get("amp"))}
+    differing = []
+    for key in sorted(set(args.given) - set(RESUME_OVERRIDES) - set(RESUME_NOT_COMPARED)):
+        value = getattr(args, key)
+        shown = _as_typed(key, value)
+        if key not in typed:
+            differing.append(f"{shown} is not recorded in the run's {where}")
+        elif not _same(key, value, typed[key]):
+            differing.append(f"{shown} differs from the run's {typed[key]} ({where})")
+    return differing
+
+
+def _as_typed(key: str, value) -> str:
+    """The flag as typed: "--bits 64", "--amp", "--no-amp"."""
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
+def _same(key: str, value, saved) -> bool:
+    if key in RESUME_PATHS and value is not None and saved is not None:
+        return Path(value).resolve() == Path(saved).resolve()
+    return value == saved
 
 
 def resolve_amp(args: argparse.Namespace, device: torch.device, is_main: bool) -> None:

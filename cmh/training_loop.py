@@ -305,7 +305,11 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             score = selection_score(record)
             if score > best:
                 best, best_epoch = score, epoch
-                save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "best.pt")
+                # best.pt is for evaluation: no optimizer state (half the size); resume uses last.pt
+                weights = {k: v for k, v in state.items() if k != "optimizer"}
+                save_checkpoint(
+                    {**weights, "best": best, "best_epoch": best_epoch}, out / "best.pt"
+                )
         write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
         save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
         log.info(

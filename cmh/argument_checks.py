@@ -1,0 +1,62 @@
+"""train.py's refusals of impossible flag combinations, before any work starts.
+
+Each rule names the flag to change and the value found; see docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from cmh.errors import UserError
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse impossible combinations before any work starts."""
+    rules = [
+        (args.bits >= 1, f"--bits must be >= 1, got {args.bits}"),
+        (args.margin >= 0, f"--margin must be >= 0, got {args.margin}"),
+        (
+            args.batch_size >= 2,
+            f"--batch-size must be >= 2 (triplets need pairs), got {args.batch_size}",
+        ),
+        (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
+        (
+            math.isfinite(args.lr) and args.lr > 0,
+            f"--lr must be a finite number > 0, got {args.lr}",
+        ),
+        (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
+        (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
+        (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
+        (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
+        (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
+        (
+            args.device in ("auto", "cpu", "cuda"),
+            f"--device must be auto, cpu or cuda, got {args.device!r}",
+        ),
+        (args.demo or args.data, "give --data DIR (a prepared dataset) or --demo"),
+        (
+            not (args.demo and args.data),
+            "--demo trains on its own generated data (in --demo-dir), so --data does not go "
+            "with it; drop --data, or drop --demo to train on DIR",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UserError(message)
+    if args.optimizer == "separate" and (args.image_lr is None or args.text_lr is None):
+        raise UserError("--optimizer separate needs both --image-lr and --text-lr")
+    for flag, value in (("--image-lr", args.image_lr), ("--text-lr", args.text_lr)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a finite number > 0, got {value}")
+    if args.freeze_backbones and args.text_encoder == "bow":
+        raise UserError(
+            "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
+            "no backbone (train it without --freeze-backbones: it is already fast)"
+        )
+    if args.freeze_backbones and getattr(args, "image_cache", False):
+        raise UserError(
+            "--image-cache does not go with --freeze-backbones: frozen-feature mode extracts the "
+            "image features once and never reads images per step, so the image cache would be "
+            "ignored; drop --image-cache"
+        )
