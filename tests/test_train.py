@@ -51,8 +51,11 @@ def test_run_folder_contents(finished_run):
 
 
 def test_checkpoints_load_safely(finished_run):
-    state = torch.load(finished_run / "best.pt", weights_only=True)
-    assert {"model", "model_config", "optimizer", "epoch", "args", "rng", "best"} <= set(state)
+    last = torch.load(finished_run / "last.pt", weights_only=True)
+    assert {"model", "model_config", "optimizer", "epoch", "args", "rng", "best"} <= set(last)
+    best = torch.load(finished_run / "best.pt", weights_only=True)  # for evaluation only
+    assert {"model", "model_config", "epoch", "args", "best"} <= set(best)
+    assert "optimizer" not in best
 
 
 def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
