@@ -16,9 +16,10 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from cmh import progress
+from cmh.cli import Parser
 from cmh.encoding import (  # noqa: F401  (encode is this module's public entry point too)
     DIRECTIONS,
     default_directions,
@@ -31,7 +32,7 @@ from cmh.hamming_metrics import (  # noqa: F401  (mean_average_precision: public
     chance_level,
     mean_average_precision,
 )
-from cmh.retrieval_curves import pr_curve_by_radius, precision_at_n
+from cmh.plots import plot_figures, plot_title, radius_marks, save_plots  # noqa: F401
 
 log = logging.getLogger("evaluate")
 
@@ -48,86 +49,6 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_title(
-    data: str | Path, bits: int, epoch: int | None, checkpoint: str | Path = "best.pt"
-) -> str:
-    """The run a plot shows: the data folder's name (with its parent for a plain "prepared"),
-    the code length and the checkpoint's epoch ("best epoch N" for best.pt)."""
-    data, name = Path(data), Path(checkpoint).name
-    folder = f"{data.parent.name}/{data.name}" if data.name == "prepared" else data.name
-    when = f"best epoch {epoch}" if name == "best.pt" else f"{name} epoch {epoch}"
-    return f"{folder} · {bits} bits · {when}"
-
-
-def radius_marks(bits: int) -> list[int]:
-    """The Hamming radii labelled on the PR curve: 0, 1, 2 and quarters of the code length."""
-    return sorted({t for t in (0, 1, 2, bits // 4, bits // 2, bits) if 0 <= t <= bits})
-
-
-def plot_figures(
-    queries: dict, database: dict, directions=("i2t", "t2i"), results=None, title: str = ""
-) -> dict:
-    """{file name: matplotlib Figure}: PR over Hamming radius (a few radii labelled) and
-    precision@N, every direction; ``title`` (plot_title) on both; each legend entry with the
-    direction's mAP (``results["map_<d>"]``); a dashed line at chance (cmh.hamming_metrics.
-    chance_level: the mean fraction of the database relevant to a query, which is the precision
-    of a random ranking at any cut-off); the precision axis from 0 to 1."""
-    from matplotlib.figure import Figure  # no pyplot: no global figure state, no backend switch
-
-    results = results or {}
-    n_db = len(database["labels"])
-    ns = np.unique(np.linspace(1, n_db, num=min(50, n_db)).astype(int))
-    figs = {name: Figure(figsize=(5.5, 4.5)) for name in ("pr_curve.png", "precision_at_n.png")}
-    ax_pr, ax_pn = (fig.subplots() for fig in figs.values())
-    for d in directions:
-        q_mod, db_mod = DIRECTIONS[d]
-        if q_mod not in queries or db_mod not in database:
-            continue
-        args = (queries[q_mod], database[db_mod], queries["labels"], database["labels"])
-        label = d.upper() + (f"  mAP {results[f'map_{d}']:.3f}" if f"map_{d}" in results else "")
-        precision, recall = pr_curve_by_radius(*args)
-        (line,) = ax_pr.plot(recall, precision, marker=".", label=label)
-        for t in radius_marks(len(precision) - 1):
-            xy = (recall[t], precision[t])
-            ax_pr.annotate(
-                f"r={t}",
-                xy,
-                xytext=(3, 3),
-                textcoords="offset points",
-                fontsize=7,
-                color=line.get_color(),
-            )
-        ax_pn.plot(ns, precision_at_n(*args, ns), label=label)
-    ax_pr.set(xlabel="recall (r: Hamming radius)", ylabel="precision", xlim=(0, 1.02))
-    ax_pn.set(xlabel="N", ylabel="precision@N")
-    chance = chance_level(queries["labels"], database["labels"])
-    for ax, what in ((ax_pr, "PR over Hamming radius"), (ax_pn, "Precision at N")):
-        ax.axhline(chance, linestyle="--", color="gray", label=f"chance {chance:.3f}")
-        ax.set(title=f"{what}\n{title}" if title else what, ylim=(0, 1.02))
-        ax.legend()
-        ax.grid(alpha=0.3)
-    for fig in figs.values():
-        fig.tight_layout()
-    return figs
-
-
-def save_plots(
-    queries: dict,
-    database: dict,
-    out: Path,
-    directions=("i2t", "t2i"),
-    *,
-    results=None,
-    title: str = "",
-) -> list[Path]:
-    """The figures of plot_figures written as PNG into ``out``; their paths."""
-    paths = []
-    for name, fig in plot_figures(queries, database, directions, results, title).items():
-        fig.savefig(out / name, dpi=120)
-        paths.append(out / name)
-    return paths
-
-
 def check_labels_match(model_labels: list[str], data, path) -> None:
     """Refuse a data folder whose label columns differ from those the model was trained on."""
     theirs = list(data.label_names)
@@ -142,7 +63,7 @@ def check_labels_match(model_labels: list[str], data, path) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("--checkpoint", required=True, help="checkpoint file (RUN/best.pt or last.pt)")
     p.add_argument("--data", help="prepared dataset folder (default: the one the run trained on)")
     p.add_argument("--out", help="output folder for results.json and plots (default: RUN/eval)")
@@ -161,6 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=True,
         help="write PR and P@N curves as PNG",
     )
+    progress.add_flag(p.add_argument)
     return p.parse_args(argv)
 
 
@@ -202,23 +124,23 @@ def checkpoint_file(path: str | Path) -> Path:
     raise UserError(f"--checkpoint {path} is a directory without best.pt; give RUN/best.pt")
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict:
-    from cmh.checkpoint_io import load_checkpoint
-    from data import HashingDataset, load_prepared, make_loader
+def encode_splits(args: argparse.Namespace, state: dict, model, tokenizer, data, device) -> dict:
+    """{split: encode(...)} of the query and database splits. A model trained with
+    --freeze-backbones is encoded from the run's frozen-feature cache when a file with the
+    training key exists (the same codes, without running the backbones); it says so."""
+    from cmh.frozen_features import encode_from_cache, reusable_cache
+    from data import HashingDataset, make_loader
 
-    args.checkpoint = checkpoint_file(args.checkpoint)
-    state = load_checkpoint(args.checkpoint)
-    data_dir = args.data or state.get("args", {}).get("data")
-    if not data_dir:
-        raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
-    data = load_prepared(data_dir)
-    device = resolve_device(args.device)
-    model, tokenizer, cfg = load_model(state, device, source=args.checkpoint)
-    check_labels_match(cfg.label_names, data, data_dir)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
-    out.mkdir(parents=True, exist_ok=True)
+    cfg, splits = model.config, (args.split_query, args.split_database)
+    amp = args.amp and device.type == "cuda"
+    saved_cache = state.get("args", {}).get("feature_cache")
+    dirs = [Path(d) for d in (saved_cache, data.root / "features") if d]
+    cache = reusable_cache(model, data.root, dirs, amp)
+    if cache is not None:
+        log.info("frozen backbones: encoding from the feature cache %s (as training did)", cache)
+        return encode_from_cache(model, cache, data, splits, args.batch_size, device, amp)
     encoded = {}
-    for split in (args.split_query, args.split_database):
+    for split in splits:
         ds = HashingDataset(
             data,
             split,
@@ -237,33 +159,71 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
             num_workers=args.num_workers,
             pad_id=pad_id(tokenizer),
         )
-        encoded[split] = encode(model, loader, device, args.amp, desc=f"encode {split}")
+        encoded[split] = encode(model, loader, device, amp, desc=f"encode {split}")
+    return encoded
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, list[Path]]:
+    """(results, the files written) of --checkpoint on --data's query and database splits."""
+    from cmh.checkpoint_io import load_checkpoint
+    from data import load_prepared
+
+    args.checkpoint = checkpoint_file(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
+    data_dir = args.data or state.get("args", {}).get("data")
+    if not data_dir:
+        raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
+    data = load_prepared(data_dir)
+    device = resolve_device(args.device)
+    model, tokenizer, cfg = load_model(state, device, source=args.checkpoint)
+    check_labels_match(cfg.label_names, data, data_dir)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    encoded = encode_splits(args, state, model, tokenizer, data, device)
     q, db = encoded[args.split_query], encoded[args.split_database]
     directions = default_directions(model, args.intra)
     results = retrieval_metrics(q, db, directions)
     results.update(
         checkpoint=str(args.checkpoint),
+        data=str(data.root),
         epoch=state.get("epoch"),
         bits=cfg.bits,
         n_query=len(q["labels"]),
         n_database=len(db["labels"]),
     )
+    written = [out / "results.json"]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.plots:
         title = plot_title(data.root, cfg.bits, state.get("epoch"), args.checkpoint)
-        save_plots(q, db, out, directions, results=results, title=title)
-    return results
+        written += save_plots(q, db, out, directions, results=results, title=title)
+    return results, written
+
+
+def where_it_went(results: dict, written: list[Path]) -> str:
+    """What was evaluated, the files written and the next command."""
+    checkpoint = results["checkpoint"]
+    index = Path(checkpoint).parent / "index"
+    return "\n".join(
+        [
+            f"checkpoint {checkpoint} (epoch {results['epoch']}, {results['bits']} bits) on "
+            f"{results['data']}: {results['n_query']} queries x {results['n_database']} database",
+            "wrote " + ", ".join(str(p) for p in written),
+            f"next: python retrieve.py index --checkpoint {checkpoint} --out {index}",
+        ]
+    )
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    progress.configure(args.progress)
     try:
-        results = evaluate_checkpoint(args)
+        results, written = evaluate_checkpoint(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(results))
+    print(where_it_went(results, written))
     return 0
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from cmh.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 from cmh.errors import UserError
+from cmh.model_sources import check_towers, hub_reachable
 
 TINY_TEXT_MODEL = "tiny"  # a small randomly initialised BERT with a WordPiece vocabulary built here
 TINY_BERT = {
@@ -288,9 +289,11 @@ def _load_pretrained_text(name: str, dropout: float | None = None):
     from transformers import AutoModel, AutoTokenizer
 
     local = Path(name).is_dir()
+    # no hub reachable: the cache only, at once (transformers would retry for about a minute)
+    offline = {} if local or hub_reachable() else {"local_files_only": True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True)
-        encoder = AutoModel.from_pretrained(name, **_dropout_overrides(dropout))
+        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, **offline)
+        encoder = AutoModel.from_pretrained(name, **_dropout_overrides(dropout), **offline)
     except Exception as e:  # offline hub lookups raise OSError and friends
         where = f"the folder {name}" if local else f"'{name}' from the Hugging Face hub"
         raise UserError(
@@ -367,6 +370,16 @@ def validate_config(cfg: ModelConfig) -> None:
         raise UserError(f"--text-dropout must be in [0, 1), got {cfg.text_dropout}")
 
 
+def check_pretrained(image_weights: str | None, text_model: str | None) -> None:
+    """Before any work: UserError naming every pretrained model that cannot be had offline or
+    downloaded (cmh.model_sources). ``image_weights`` None: no image tower ("none": random);
+    ``text_model`` None: no pretrained text tower (bag of words)."""
+    from torchvision.models import ResNet18_Weights
+
+    url = None if image_weights is None else ResNet18_Weights.IMAGENET1K_V1.url
+    check_towers(None if image_weights == "none" else image_weights, url, text_model)
+
+
 def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained: bool = True):
     """(CrossModalHasher, tokenizer or None).
 
@@ -375,6 +388,11 @@ def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained:
     pretrained=False (rebuilding from a checkpoint): architectures only; load the state dict next.
     """
     validate_config(cfg)
+    if pretrained:
+        check_pretrained(
+            cfg.image_weights if cfg.image_encoder == "resnet18" else None,
+            cfg.text_model if cfg.text_encoder == "bert" else None,
+        )
     image = None
     if cfg.image_encoder == "resnet18":
         weights = cfg.image_weights if pretrained and cfg.image_weights != "none" else None

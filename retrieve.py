@@ -36,6 +36,7 @@ import faiss
 import numpy as np
 import torch
 
+from cmh import progress
 from cmh.binary_index import (
     FORMAT_VERSION,
     KINDS,
@@ -49,6 +50,7 @@ from cmh.binary_index import (
     search,
     write_index_dir,
 )
+from cmh.cli import Parser
 from cmh.errors import UserError
 from cmh.results_page import format_results, result_rows, write_html
 
@@ -76,6 +78,7 @@ def encode_items(model, tokenizer, cfg, data, split: str, ids=None, batch_size=1
 def run_index(args: argparse.Namespace) -> dict:
     """Encode --split of --data with --checkpoint and write the index folder --out; its meta."""
     from cmh.checkpoint_io import load_checkpoint
+    from cmh.frozen_features import encode_from_cache, reusable_cache
     from data import load_prepared
     from evaluate import check_labels_match, load_model, resolve_device
 
@@ -85,11 +88,22 @@ def run_index(args: argparse.Namespace) -> dict:
     if not data_dir:
         raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
     data = load_prepared(data_dir)
-    model, tokenizer, cfg = load_model(state, resolve_device(args.device))
+    device = resolve_device(args.device)
+    model, tokenizer, cfg = load_model(state, device)
     check_labels_match(cfg.label_names, data, data_dir)
-    encoded = encode_items(
-        model, tokenizer, cfg, data, args.split, None, args.batch_size, args.num_workers
-    )
+    saved_cache = state.get("args", {}).get("feature_cache")
+    dirs = [Path(d) for d in (saved_cache, data.root / "features") if d]
+    cache = reusable_cache(model, data.root, dirs, amp=False)
+    if cache is not None:  # a --freeze-backbones model: the heads over the run's cached features
+        print(f"frozen backbones: encoding from the feature cache {cache}", file=sys.stderr)
+        encoded = encode_from_cache(
+            model, cache, data, [args.split], args.batch_size, device, False
+        )
+        encoded = encoded[args.split]
+    else:
+        encoded = encode_items(
+            model, tokenizer, cfg, data, args.split, None, args.batch_size, args.num_workers
+        )
     params = {"hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction}
     params |= {"ef_search": args.ef_search or 128, "nprobe": args.nprobe or 16}
     params["nlist"] = args.nlist or auto_nlist(len(encoded["ids"]))
@@ -234,8 +248,20 @@ def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
 
 
 # ------------------------------------------------------------------ CLI
+USAGE = """Search a trained model's hash codes by text, image or dataset item.
+
+    python retrieve.py index --checkpoint RUN/best.pt --out INDEX_DIR     # once per model
+    python retrieve.py query --index INDEX_DIR --text "two people on a beach" --html page.html
+    python retrieve.py query --index INDEX_DIR --item 123 --k 10          # a dataset item
+
+`index` encodes a split (default: the database) and stores its codes; `query` ranks them by
+Hamming distance to the query's code and prints rank, id, distance and caption. A text query
+searches the image codes (the text codes on a text-only model); an image query the text codes.
+`python retrieve.py index --help` and `query --help` list every option."""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(description=USAGE)
     sub = p.add_subparsers(dest="command", required=True)
     ix = sub.add_parser("index", help="encode a split and write a FAISS index folder")
     ix.add_argument("--checkpoint", required=True, help="checkpoint file (RUN/best.pt)")
@@ -252,8 +278,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     qp = sub.add_parser("query", help="search an index folder by text, image or item")
     qp.add_argument("--index", required=True, help="index folder written by `index`")
     what = qp.add_mutually_exclusive_group(required=True)
-    what.add_argument("--text", help="free-text query (searches the image codes)")
-    what.add_argument("--image", help="image file query (searches the text codes)")
+    what.add_argument(
+        "--text",
+        help="free-text query; searches the image codes (a text-only index: the text codes)",
+    )
+    what.add_argument("--image", help="image file query; searches the text codes")
     what.add_argument("--item", type=int, help="dataset item id as the query; marks relevance")
     qp.add_argument(
         "--item-modality",
@@ -277,6 +306,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         sp.add_argument("--ef-search", type=int, help="HNSW search beam (128; query: the index's)")
         sp.add_argument("--nprobe", type=int, help="IVF lists searched (16; query: the index's)")
         sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+        progress.add_flag(sp.add_argument)
     args = p.parse_args(argv)
     for flag in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "batch_size", "k", "nlist"):
         value, least = getattr(args, flag, None), 0 if flag == "nlist" else 1
@@ -288,17 +318,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
+        progress.configure(args.progress)
         if args.command == "index":
             meta = run_index(args)
             print(
                 f"indexed {meta['n_items']} items of {meta['split']} ({meta['bits']} bits, "
-                f"{meta['kind']}, {'+'.join(meta['modalities'])}) into {args.out}"
+                f"{meta['kind']}, {'+'.join(meta['modalities'])}) from {meta['checkpoint']} "
+                f"(epoch {meta['epoch']}) into {args.out}\n"
+                f'next: python retrieve.py query --index {args.out} --text "a few words" '
+                f"--html {Path(args.out) / 'results.html'}"
             )
             return 0
         info, rows, index = run_query(args)
         print(format_results(info, rows, index.meta, index.items["label_names"]))
         if args.html:
             write_html(args.html, info, rows, index.meta, embed=args.embed)
+            inlined = " (images inlined)" if args.embed else ""
+            print(f"wrote {args.html}{inlined}", file=sys.stderr)  # stdout: the results alone
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

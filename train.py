@@ -19,16 +19,21 @@ from pathlib import Path
 
 import torch
 
-from cmh import torchrun
+from cmh import progress, torchrun
 from cmh.argument_checks import check_args
 from cmh.checkpoint_io import load_checkpoint
+from cmh.cli import Parser
+from cmh.dataset import reset_truncation_reports
 from cmh.errors import UserError
+from cmh.prepared import check_text_encoder
 from cmh.run_folder import (
     check_new_run,
+    record_failure,
     resolve_amp,
     resumed_args,
     setup_logging,
     trim_metrics,
+    where_it_went,
 )
 from cmh.training_loop import (
     Run,
@@ -47,7 +52,7 @@ from evaluate import (
     save_plots,
 )
 from loss import hashing_loss
-from models import ModelConfig, build_model
+from models import ModelConfig, build_model, check_pretrained
 
 log = logging.getLogger("train")
 
@@ -104,9 +109,17 @@ def _model_flags(a) -> None:
         default="both",
         help="both towers, or the text tower alone (T->T loss and metric)",
     )
-    a("--image-weights", help="imagenet | none | PATH to a ResNet-18 state dict")
+    a(
+        "--image-weights",
+        help="imagenet | none | PATH to a ResNet-18 state dict (default imagenet; none with --demo)",
+    )
     a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
-    a("--freeze-image-backbone", action="store_true", help="train only the image hash layer")
+    a(
+        "--freeze-image-backbone",
+        action="store_true",
+        help="keep the ResNet-18 fixed but run it every step on augmented images; only the image "
+        "hash layer trains (for cached features of both towers, see --freeze-backbones)",
+    )
     a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
     a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
     a(
@@ -167,6 +180,7 @@ def _frozen_flags(a) -> None:
 
 def _hardware_flags(a) -> None:
     a("--device", default="auto", help="auto | cpu | cuda")
+    progress.add_flag(a)
     a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
     a("--num-workers", type=int, default=0, help="data loader worker processes")
     a(
@@ -203,7 +217,7 @@ FLAG_GROUPS = (
 def _parser(defaults: bool = True) -> argparse.ArgumentParser:
     """train.py's flags; with defaults=False every default is suppressed, so a parse returns only
     the flags on the command line."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(description=__doc__)
     for title, add_flags in FLAG_GROUPS:
         add = p.add_argument_group(title).add_argument
         add_flags(add if defaults else _without_default(add))
@@ -284,6 +298,7 @@ def prepare_run(args: argparse.Namespace):
     state = load_checkpoint(Path(args.out) / "last.pt") if args.resume else None
     torch.manual_seed(args.seed)
     if state is None:
+        check_text_encoder(data, args.text_encoder)  # bert on a bag-of-words set: refused
         cfg = model_config(args, data)
         model, tokenizer = build_model(cfg, captions=data.captions(data.splits["train"]))
     else:
@@ -331,6 +346,11 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     out = Path(args.out)
     check_new_run(out, args.resume)
+    if not args.resume:  # both towers' pretrained models, before any work
+        check_pretrained(
+            None if args.modalities == "text" else args.image_weights,
+            args.text_model if args.text_encoder == "bert" else None,
+        )
     dist, device = torchrun.init(resolve_device(args.device))
     if args.batch_size % dist.world:
         raise UserError(
@@ -340,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     setup_logging(out if dist.is_main else None)
+    reset_truncation_reports()
     resolve_amp(args, device, dist.is_main)
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
@@ -374,15 +395,19 @@ def run(args: argparse.Namespace) -> int:
             results["best_epoch"],
             format_table(results),
         )
+        log.info("%s", where_it_went(out, results["best_epoch"], args.demo))
     return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    progress.configure(args.progress)
+    log.handlers.clear()  # an earlier run's log (same process) must not receive this one's error
     try:
         return run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        record_failure(Path(args.out), f"error: {e}")
         return 2
     finally:
         torchrun.shutdown()

@@ -36,7 +36,9 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nq", type=int, default=2000, help="number of queries")
     p.add_argument("--nd", type=int, default=18000, help="number of database items")
     p.add_argument("--bits", type=int, default=64, help="code length in bits")

@@ -11,7 +11,6 @@ set-up, validation and final evaluation for both modes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -37,7 +36,9 @@ def one_mode(flags: list[str], out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__)
     p.add_argument("--data", help="prepared dataset (default: the demo dataset, via --demo)")
     p.add_argument("extra", nargs="*", help="extra train.py flags (after --)")
     args = p.parse_args(argv)

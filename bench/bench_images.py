@@ -13,7 +13,6 @@ The one-time cache build is timed separately. One run, no repeats: the ratio is 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -70,7 +69,9 @@ def bench_size(data, size: int, batch_size: int, batches: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__)
     p.add_argument("--data", default="cache/demo/prepared", help="prepared dataset folder")
     p.add_argument(
         "--image-size", type=int, nargs="+", default=[224, 64], help="training image sides"

@@ -45,7 +45,9 @@ from tests.loss_bruteforce import (  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="batch sizes")
     parser.add_argument("--bits", type=int, default=32, help="code length")
     parser.add_argument(

@@ -25,7 +25,9 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[18000, 1000000], help="database sizes")
     p.add_argument("--bits", type=int, default=64, help="code length (a multiple of 8)")
     p.add_argument("--queries", type=int, default=1000, help="queries in the batch")

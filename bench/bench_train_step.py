@@ -10,7 +10,6 @@ and, with --data, included (images decoded, augmented and captions collated ever
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -112,7 +111,9 @@ def loader_batches(data_dir: str, tokenizer, cfg: ModelConfig, batch_size: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__)
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step")
     p.add_argument("--image-size", type=int, default=64, help="image side (demo: 64)")
     p.add_argument("--bits", type=int, default=32, help="code length")

@@ -307,7 +307,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__)
     p.add_argument("--out", default="runs/gpu_check.json", help="JSON file of the results")
     p.add_argument("--tiny", action="store_true", help="small sizes (automatic without CUDA)")
     p.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 32 128; tiny 4 8)")

@@ -10,6 +10,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmh.bag_of_words import bow_vector
 from cmh.errors import UserError
-from cmh.images import image_transform, item_generator, load_image
+from cmh.image_array import ImageArray, load_item_image
+from cmh.images import image_transform, item_generator
 from cmh.prepared import PreparedData
 
 log = logging.getLogger("data")
@@ -60,6 +62,14 @@ def tokenize_captions(tokenizer: Any, captions: list[str], max_length: int):
     return [rows[i] for i in range(len(captions))], len(cut)
 
 
+_TRUNCATION_REPORTED: set[tuple] = set()  # (data, split, max_length, count) already logged
+
+
+def reset_truncation_reports() -> None:
+    """Start of a run: its log reports each split's truncated captions once again."""
+    _TRUNCATION_REPORTED.clear()
+
+
 class HashingDataset(Dataset):
     """One split of a prepared dataset; items are dicts of tensors.
 
@@ -67,7 +77,7 @@ class HashingDataset(Dataset):
     tokenizer), "labels": [C] float {0, 1}, "bow": [V] float counts (if bow), "index": id}.
     Captions are tokenized once here (:func:`tokenize_captions`), never per step; those longer
     than ``max_length`` tokens are cut, counted in ``n_truncated`` and the count is logged (INFO,
-    logger "data").
+    logger "data"), once per split and run (:func:`reset_truncation_reports`).
     """
 
     def __init__(
@@ -88,36 +98,63 @@ class HashingDataset(Dataset):
         items = [data.items[row] for row in data.rows(self.ids)]
         self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
         self.paths = [data.image_path(item) for item in items] if images else None
+        self._arrays: dict[Path, ImageArray] = {}  # image arrays opened (cmh.image_array)
         self.transform = image_transform(image_size, train) if images else None
         self.seed = seed
         self.input_ids, self.n_truncated = None, 0
+        self.caption_choices: dict[int, list[list[int]]] = {}
         if tokenizer is not None:
-            captions = [item["caption"] for item in items]
-            self.input_ids, self.n_truncated = tokenize_captions(tokenizer, captions, max_length)
-            if self.n_truncated:
-                log.info(
-                    "%s: %d of %d captions truncated to --max-length %d tokens",
-                    split,
-                    self.n_truncated,
-                    len(captions),
-                    max_length,
-                )
+            self._tokenize(str(data.root), split, items, tokenizer, max_length, train)
         self.bow_dim = data.bow_dim()
         self.bow = sparse_bows(items, data.vocab) if bow else None
+
+    def _tokenize(
+        self, root: str, split: str, items: list[dict], tokenizer: Any, max_length: int, train: bool
+    ) -> None:
+        """Captions tokenized once: ``input_ids`` holds each item's first caption (all that
+        evaluation reads); for training, ``caption_choices`` {i: token ids of every caption}
+        of the items with several (``captions``: COCO), one of which each step draws."""
+        groups = [
+            (item.get("captions") or [item["caption"]]) if train else [item["caption"]]
+            for item in items
+        ]
+        flat = [caption for group in groups for caption in group]
+        rows, self.n_truncated = tokenize_captions(tokenizer, flat, max_length)
+        starts = np.cumsum([0] + [len(group) for group in groups]).tolist()
+        self.input_ids = [rows[start] for start in starts[:-1]]
+        self.caption_choices = {
+            i: rows[starts[i] : starts[i + 1]] for i, group in enumerate(groups) if len(group) > 1
+        }
+        reported = (root, split, max_length, self.n_truncated)
+        if self.n_truncated and reported not in _TRUNCATION_REPORTED:
+            _TRUNCATION_REPORTED.add(reported)  # once per split, not at every validation
+            log.info(
+                "%s: %d of %d captions truncated to --max-length %d tokens",
+                split,
+                self.n_truncated,
+                len(flat),
+                max_length,
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """Item ``key``, or ``key = (epoch, i)`` (from :class:`EpochSampler`): then a training
-        image's crop and flip are drawn from (seed, epoch, item id) alone."""
+        image's crop and flip, and which of several captions it trains on, are drawn from
+        (seed, epoch, item id) alone."""
         epoch, i = key if isinstance(key, tuple) else (None, key)
         out: dict[str, Any] = {"labels": self.labels[i], "index": self.ids[i]}
         if self.paths is not None:
             g = None if epoch is None else item_generator(self.seed, epoch, self.ids[i])
-            out["image"] = self.transform(load_image(self.paths[i], self.ids[i]), g)
+            image = load_item_image(self.paths[i], self.ids[i], self._arrays)
+            out["image"] = self.transform(image, g)
         if self.input_ids is not None:
-            out["input_ids"] = torch.tensor(self.input_ids[i], dtype=torch.long)
+            tokens, choices = self.input_ids[i], self.caption_choices.get(i)
+            if choices and epoch is not None:
+                g = item_generator(self.seed, epoch, self.ids[i], stream=1)
+                tokens = choices[int(torch.randint(len(choices), (1,), generator=g))]
+            out["input_ids"] = torch.tensor(tokens, dtype=torch.long)
         if self.bow is not None:
             vector = torch.zeros(self.bow_dim)
             indices, counts = self.bow[i]

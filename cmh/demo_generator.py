@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cmh.cli import Parser
 from cmh.demo_kinds import BLACK, KINDS, LABEL_IDS, LAYOUTS, RGB, WHITE, WLIST, Obj, Scene, jitter
 from cmh.demo_scenes import sample_scenes
 from cmh.errors import UserError
@@ -328,7 +329,7 @@ def label_stats(label_sets: list) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Write a synthetic IAPR TC-12 / SAIAPR demo dataset.")
+    p = Parser(description="Write a synthetic IAPR TC-12 / SAIAPR demo dataset.")
     p.add_argument(
         "--out", type=Path, required=True, help="folder to write iaprtc12/ and saiapr_tc-12/ into"
     )

@@ -8,8 +8,8 @@ ranking metrics themselves are the pure functions of :mod:`cmh.hamming_metrics`.
 from __future__ import annotations
 
 import torch
-from tqdm import tqdm
 
+from cmh import progress
 from cmh.hamming_metrics import chance_level, mean_average_precision
 
 DIRECTIONS = {
@@ -35,7 +35,7 @@ def encode(
     --image-cache: uint8 images -> normalised "image")."""
     model.eval()
     parts: dict[str, list] = {}
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for batch in progress.bar(loader, desc):
         batch = {
             k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()

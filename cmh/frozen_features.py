@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+
+from cmh import progress
+from cmh.encoding import encode
 
 log = logging.getLogger("train")
 
@@ -64,7 +66,7 @@ def extract(model, loader, device: torch.device, amp: bool = False) -> dict[str,
     "text": [N, hidden]} (float32, CPU; a modality is absent when the model lacks its tower)."""
     model.eval()
     parts: dict[str, list] = {}
-    for batch in tqdm(loader, desc="extract features", leave=False, dynamic_ncols=True):
+    for batch in progress.bar(loader, "extract features"):
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if model.image is not None:
@@ -76,6 +78,46 @@ def extract(model, loader, device: torch.device, amp: bool = False) -> dict[str,
     return {k: torch.cat(v).cpu() for k, v in parts.items()}
 
 
+def cache_file(model, data_root: Path, cache_dir: Path, amp: bool) -> Path:
+    """The cache file for (data, model, extraction precision) in ``cache_dir``."""
+    precision = extraction_precision(amp)
+    return Path(cache_dir) / f"features-{cache_key(model, data_root, precision)}.pt"
+
+
+def reusable_cache(model, data_root: Path, cache_dirs: list[Path], amp: bool) -> Path | None:
+    """For evaluate.py and retrieve.py: the cached features a frozen-backbone model (trained with
+    --freeze-backbones) can be encoded from, found in ``cache_dirs`` by the key training uses;
+    None for a model whose backbones trained, or when no matching file exists."""
+    cfg = model.config
+    frozen = cfg.freeze_text_encoder or model.text is None
+    frozen = frozen and (cfg.freeze_image_backbone or model.image is None)
+    if not frozen or cfg.text_encoder == "bow":
+        return None
+    name = None  # the key hashes the backbones: computed once, only when a folder exists
+    for cache_dir in map(Path, cache_dirs):
+        if cache_dir.is_dir():
+            name = name or cache_file(model, data_root, cache_dir, amp).name
+            if (cache_dir / name).is_file():
+                return cache_dir / name
+    return None
+
+
+def encode_from_cache(model, path: Path, data, splits, batch_size: int, device, amp: bool) -> dict:
+    """{split: encode(...)} of the hash heads over the cached backbone features in ``path``:
+    the codes a full forward pass gives, without running the backbones."""
+    features = torch.load(path, map_location="cpu", weights_only=True)
+    return {
+        split: encode(
+            model,
+            feature_loader(FeatureDataset(features, data, split), batch_size),
+            device,
+            amp,
+            desc=f"encode {split}",
+        )
+        for split in splits
+    }
+
+
 def load_or_extract(
     model, data, make_loader_for_all, cache_dir: Path, device, *, amp: bool
 ) -> dict:
@@ -84,7 +126,7 @@ def load_or_extract(
     make_loader_for_all: a function () -> DataLoader over every item of the dataset (eval transform).
     amp: extract under bf16 autocast (what the run itself uses); part of the cache key.
     """
-    path = Path(cache_dir) / f"features-{cache_key(model, data.root, extraction_precision(amp))}.pt"
+    path = cache_file(model, data.root, cache_dir, amp)
     if path.is_file():
         log.info("frozen features: using the cache %s", path)
         return torch.load(path, map_location="cpu", weights_only=True)

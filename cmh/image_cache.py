@@ -36,9 +36,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from cmh import progress
 from cmh.dataset import HashingDataset, collate, make_loader
 from cmh.errors import UserError
-from cmh.images import IMAGENET_MEAN, IMAGENET_STD, RESIZE_FACTOR, load_image
+from cmh.image_array import load_item_image
+from cmh.images import IMAGENET_MEAN, IMAGENET_STD, RESIZE_FACTOR
 from cmh.prepared import PreparedData
 
 log = logging.getLogger("image_cache")
@@ -60,10 +62,11 @@ def manifest_sha256(root: Path) -> str:
 
 
 class _Decode(Dataset):
-    """Item rows -> uint8 [3, size, size] (PIL bilinear square resize), for parallel decoding."""
+    """Item rows -> uint8 [3, size, size] (PIL bilinear square resize), for parallel decoding;
+    files and rows of the folder's image array (cmh.image_array) alike."""
 
     def __init__(self, data: PreparedData, size: int) -> None:
-        self.data, self.size = data, size
+        self.data, self.size, self.arrays = data, size, {}
 
     def __len__(self) -> int:
         return len(self.data.items)
@@ -72,7 +75,7 @@ class _Decode(Dataset):
         from PIL import Image
 
         item = self.data.items[row]
-        image = load_image(self.data.image_path(item), item["id"])
+        image = load_item_image(self.data.image_path(item), item["id"], self.arrays)
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
 
@@ -98,8 +101,6 @@ def _valid_meta(meta_path: Path, array_path: Path, data: PreparedData, size: int
 def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
     """Decode and resize every manifest item into ``cache_paths(data.root, size)``; returns the
     JSON written. Temporary names then renames: readers never see a partial cache."""
-    from tqdm import tqdm
-
     array_path, meta_path = cache_paths(data.root, size)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     shape = (len(data.items), 3, size, size)
@@ -107,7 +108,7 @@ def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
     array = np.memmap(tmp_array, dtype=np.uint8, mode="w+", shape=shape)
     loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers)
     row = 0
-    for batch in tqdm(loader, desc=f"image cache {size}px", leave=False, dynamic_ncols=True):
+    for batch in progress.bar(loader, f"image cache {size}px"):
         array[row : row + len(batch)] = batch.numpy()
         row += len(batch)
     array.flush()

@@ -1,13 +1,15 @@
-"""The prepare step for cross-modal hashing on IAPR TC-12 (its CLI is ``python data.py prepare``).
+"""The prepare step for cross-modal hashing (its CLI is ``python data.py prepare``).
 
 :func:`prepare` reads the raw IAPR TC-12 + SAIAPR TC-12 layout (or the preprocessed ``iapr_*``
-lists) once, drops unusable items, draws seeded splits (:mod:`cmh.splits`) and writes a
-prepared folder. Training and evaluation only read that folder, through
-:func:`cmh.prepared.load_prepared` (``data.load_prepared``).
+lists, or with ``--mat`` a benchmark set in MATLAB files: :mod:`cmh.mat_prepare`) once, drops
+unusable items, draws seeded splits (:mod:`cmh.splits`) and writes a prepared folder. Training
+and evaluation only read that folder, through :func:`cmh.prepared.load_prepared`.
 
 Prepared folder (``summary.json`` is written last and marks the folder complete):
 ``manifest.jsonl`` one item per line, sorted by id: ``id``, ``image`` (relative to the
-folder), ``caption``, ``labels`` (ascending label columns), ``bow`` (lists input only);
+folder, or a row of the folder's image array: :mod:`cmh.image_array`), ``caption``,
+``labels`` (ascending label columns), ``bow`` (lists and bag-of-words .mat input),
+``captions`` (.mat sets with several per item);
 ``labels.txt`` label names in column order; ``splits.json`` query / database / train /
 val ids; ``vocab.txt`` bag-of-words vocabulary of the training captions; ``summary.json``
 counts, labels per item, chance-level mAP, split sizes and the dropped items with reasons.
@@ -23,30 +25,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cmh import hamming_metrics, iapr_lists, iapr_raw
 from cmh.bag_of_words import build_vocab
 from cmh.errors import UserError
+from cmh.images import image_decodes
 from cmh.prepared import PreparedData
 from cmh.splits import check_splits, lists_splits, make_splits
 
 
 # =========================================================================== dropping
-def _image_ok(path: Path) -> bool:
-    """Whether PIL can decode the whole file. A JPEG is decoded at 1/8 scale (``draft``), which
-    still reads every byte of its entropy-coded data, so a truncated file is caught (``verify``
-    alone passes one): about 1 ms per IAPR-sized image instead of 2."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except Exception:  # PIL raises many types for broken files; any of them means unreadable
-        return False
-    return True
-
-
 def drop_reason(item: dict, check_images: bool) -> str | None:
     """Why an item cannot be used, or None: no annotation / caption / labels, bad image."""
     if item["caption"] is None:
@@ -57,7 +45,7 @@ def drop_reason(item: dict, check_images: bool) -> str | None:
         return "no labels"
     if not item["image"].is_file():
         return "missing image"
-    if check_images and not _image_ok(item["image"]):
+    if check_images and not image_decodes(item["image"]):
         return "unreadable image"
     return None
 
@@ -132,9 +120,19 @@ def format_summary(summary: dict, out: Path) -> str:
             f"chance level (mean fraction of relevant items): query->database "
             f"{fmt(chance['query_database'])}, val->train {fmt(chance['val_train'])}",
             f"vocabulary: {summary['vocab_size']} words; bag-of-words dim {summary['bow_dim']}",
-            f"dropped {len(summary['dropped'])} item(s): {dropped}",
+            f"dropped {len(summary['dropped'])} item(s): {dropped}" + dropped_ids(summary),
         ]
     )
+
+
+def dropped_ids(summary: dict, shown: int = 5) -> str:
+    """ "; ids 12 (reason), 40 (reason) and 3 more (see OUT/summary.json)" or ""."""
+    dropped = summary["dropped"]
+    if not dropped:
+        return ""
+    listed = ", ".join(f"{d['id']} ({d['reason']})" for d in dropped[:shown])
+    more = f" and {len(dropped) - shown} more" if len(dropped) > shown else ""
+    return f"; ids {listed}{more} (all in summary.json)"
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -150,23 +148,32 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise UserError(f"--out {out} already holds a prepared dataset; pass --overwrite")
 
 
-def write_atomic(out: Path, files: dict[str, str], overwrite: bool) -> None:
+def staging_dir(out: Path) -> Path:
+    """``out/.tmp-prepare-PID``: where a prepare writes before renaming into ``out``."""
+    return out / f".tmp-prepare-{os.getpid()}"
+
+
+def write_atomic(
+    out: Path, files: dict[str, str], overwrite: bool, staged: tuple[str, ...] = ()
+) -> None:
     """Write ``files`` (name -> text) into ``out`` via ``out/.tmp-prepare-PID`` and os.replace.
 
+    ``staged``: files already written into that folder (the image array), moved first.
     summary.json is moved last (and an old one removed first), so a folder holding
     summary.json is always complete. The temporary folder is removed on any failure.
     """
     check_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tmp-prepare-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_dir(out)
+    if not staged:
+        shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir()
+        tmp.mkdir(exist_ok=bool(staged))
         names = sorted(files, key=lambda n: n == "summary.json")
         for name in names:
             _write_file(tmp / name, files[name])
         (out / "summary.json").unlink(missing_ok=True)
-        for name in names:
+        for name in [*staged, *names]:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -198,8 +205,26 @@ LISTS_FLAGS = {
 }
 
 
+MAT_FLAGS = {"format": "--format", "dataset": "--dataset", "protocol": "--protocol"}
+SHARED_WITH_MAT = ("n_query", "n_train", "images")  # --images: the --format clip image folder
+
+
 def input_mode(args: argparse.Namespace) -> str:
-    """Return "raw" or "lists" from the flags given; UserError on a mix or a missing flag."""
+    """Return "mat", "raw" or "lists" from the flags given; UserError on a mix or a missing
+    flag."""
+    if getattr(args, "mat", None) is not None:
+        flags = {**RAW_FLAGS, **LISTS_FLAGS}
+        given = [f for a, f in flags.items() if getattr(args, a) is not None]
+        mixed = [f for f in given if f.lstrip("-").replace("-", "_") not in SHARED_WITH_MAT]
+        if mixed:
+            raise UserError(
+                f"--mat and {mixed[0]} do not go together: --mat reads a whole benchmark set; "
+                "raw and lists input have flags of their own"
+            )
+        return "mat"
+    mat_only = [f for a, f in MAT_FLAGS.items() if getattr(args, a, None) is not None]
+    if mat_only:
+        raise UserError(f"{mat_only[0]} goes with --mat (a .mat benchmark set); add --mat PATH")
     raw = [f for a, f in RAW_FLAGS.items() if getattr(args, a) is not None]
     lists = [f for a, f in LISTS_FLAGS.items() if getattr(args, a) is not None]
     if raw and lists:
@@ -236,14 +261,16 @@ def _label_columns(args: argparse.Namespace, mode: str, kept: list[dict], wlist:
 
 def _manifest_line(item: dict, out: Path) -> str:
     """One manifest.jsonl line (see the module docstring)."""
+    image = item["image"]
     line = {
         "id": item["id"],
-        "image": _relpath(item["image"], out),
+        "image": image if isinstance(image, dict) else _relpath(image, out),  # dict: array row
         "caption": item["caption"],
         "labels": item["labels"],
     }
-    if "bow" in item:
-        line["bow"] = item["bow"]
+    for key in ("captions", "bow", "name"):  # captions, name: --mat sets (cmh.mat_prepare)
+        if key in item:
+            line[key] = item[key]
     return json.dumps(line, ensure_ascii=False)
 
 
@@ -270,13 +297,15 @@ def prepare(args: argparse.Namespace) -> dict:
     Returns the summary dict (also written as summary.json and printed).
     """
     mode = input_mode(args)
+    if args.vocab_size < 1:
+        raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
+    if mode == "mat":
+        return _prepare_mat(args)
     defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": iapr_lists.LISTS_BOW_COLUMNS,
                 "label_columns": iapr_lists.LISTS_LABEL_COLUMNS}  # fmt: skip
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.vocab_size < 1:
-        raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
     check_out(args.out, args.overwrite)
     candidates, wlist, given = _read_input(args, mode)
     kept, dropped = filter_items(candidates, args.check_images, args.strict)
@@ -289,14 +318,53 @@ def prepare(args: argparse.Namespace) -> dict:
     else:
         splits = lists_splits(given, set(ids), args.n_val, args.seed)
     check_splits(splits, set(ids), "the split of the input")
+    bow_width = args.bow_columns if mode == "lists" else None
+    extra = {"source": mode, "seed": args.seed}
+    return _write_prepared(args, kept, dropped, label_names, splits, bow_width, extra)
+
+
+def _prepare_mat(args: argparse.Namespace) -> dict:
+    """--mat: :mod:`cmh.mat_prepare` reads, checks, drops and splits the set, and copies the
+    images held in the file into the staging folder; the rest is written as for every input."""
+    from cmh import image_array, mat_prepare  # h5py and scipy: only this input needs them
+
+    check_out(args.out, args.overwrite)
+    planned = mat_prepare.plan(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = staging_dir(args.out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        staged = mat_prepare.stage_images(planned, tmp)
+        summary = _write_prepared(
+            args, planned.kept, planned.dropped, planned.label_names, planned.splits,
+            planned.bow_width, planned.extra, staged,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    image_array.remove_stale(args.out, set(staged))
+    return summary
+
+
+def _write_prepared(
+    args: argparse.Namespace,
+    kept: list[dict],
+    dropped: list[dict],
+    label_names: list[str],
+    splits: dict[str, list[int]],
+    bow_width: int | None,
+    extra: dict,
+    staged: tuple[str, ...] = (),
+) -> dict:
+    """The vocabulary of the training captions, the manifest and the summary of ``kept``, all
+    written atomically into ``args.out`` (``staged``: files already in the staging folder)."""
     train = set(splits["train"])
     vocab = build_vocab((it["caption"] for it in kept if it["id"] in train), args.vocab_size)
     lines = [_manifest_line(item, args.out) for item in kept]
-    bow_width = args.bow_columns if mode == "lists" else None
     prepared = PreparedData(
         args.out, [json.loads(x) for x in lines], label_names, splits, vocab, bow_width
     )
-    summary = summarize(prepared, dropped, {"source": mode, "seed": args.seed})
+    summary = summarize(prepared, dropped, extra)
     files = {
         "manifest.jsonl": "".join(x + "\n" for x in lines),
         "labels.txt": "".join(n + "\n" for n in label_names),
@@ -304,6 +372,6 @@ def prepare(args: argparse.Namespace) -> dict:
         "vocab.txt": "".join(w + "\n" for w in vocab),
         "summary.json": json.dumps(summary, indent=1) + "\n",
     }
-    write_atomic(args.out, files, args.overwrite)
+    write_atomic(args.out, files, args.overwrite, staged)
     print(format_summary(summary, args.out))
     return summary

@@ -1,8 +1,10 @@
 """A prepared dataset folder, read and checked: the one on-disk standard every script reads.
 
 Written once by the prepare step (``python data.py prepare``, :mod:`cmh.prepare_step`):
-``manifest.jsonl`` (one item per line, sorted by id: ``id``, ``image`` relative to the folder,
-``caption``, ``labels`` as label columns, ``bow`` for the lists input), ``labels.txt``,
+``manifest.jsonl`` (one item per line, sorted by id: ``id``, ``image`` relative to the folder
+or ``{"array", "row"}`` of the folder's uint8 image array (:mod:`cmh.image_array`), ``caption``,
+``captions`` when an item has several, ``labels`` as label columns, ``bow`` for the lists and
+bag-of-words .mat input), ``labels.txt``,
 ``splits.json`` (query / database / train / val ids), ``vocab.txt`` and ``summary.json``
 (written last: it marks the folder complete). :func:`load_prepared` re-checks everything it
 reads, the split's protocol included (:func:`cmh.splits.check_splits`), whatever wrote it.
@@ -18,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from cmh import image_array
 from cmh.errors import UserError
 from cmh.splits import check_splits
+
+BOW_SOURCES = ("lists", "mat")  # inputs whose bag-of-words width is summary.json's bow_dim
 
 
 @dataclass
@@ -61,8 +66,16 @@ class PreparedData:
 
     def image_path(self, item: dict) -> Path:
         """Image path of a manifest line (``image`` is relative to ``root``), ``..`` resolved
-        lexically (as prepare's relative path was made), so messages show a plain path."""
+        lexically (as prepare's relative path was made), so messages show a plain path. An
+        image held in the folder's uint8 array (``{"array", "row"}``) gives the reference
+        ``ROOT/ARRAY#ROW`` (:func:`cmh.image_array.ref_path`), which the loaders read back."""
+        if isinstance(item["image"], dict):
+            return image_array.ref_path(self.root, item["image"])
         return Path(os.path.normpath(self.root / item["image"]))
+
+    def has_captions(self) -> bool:
+        """Whether the items carry text as strings (a bag-of-words .mat set has none)."""
+        return any(item["caption"] for item in self.items)
 
     def bow_dim(self) -> int:
         """Bag-of-words width: the lists' width, else the vocabulary size."""
@@ -120,6 +133,7 @@ def _check_consistent(data: PreparedData, summary: dict) -> None:
             f"outside 0..{n_labels - 1}"
         )
     check_splits(data.splits, set(ids), root / "splits.json")
+    image_array.check_items(root, data.items, root / "manifest.jsonl")
 
 
 def load_prepared(root: str | Path) -> PreparedData:
@@ -137,7 +151,17 @@ def load_prepared(root: str | Path) -> PreparedData:
         label_names=_read_lines(root / "labels.txt"),
         splits=_read_json(root / "splits.json"),
         vocab=_read_lines(root / "vocab.txt"),
-        bow_width=summary.get("bow_dim") if summary.get("source") == "lists" else None,
+        bow_width=summary.get("bow_dim") if summary.get("source") in BOW_SOURCES else None,
     )
     _check_consistent(data, summary)
     return data
+
+
+def check_text_encoder(data: PreparedData, text_encoder: str) -> None:
+    """UserError when ``text_encoder`` reads strings (bert) but ``data`` holds its text only as a
+    bag of words (a DCMH .mat set): it names the encoder that fits."""
+    if text_encoder == "bert" and not data.has_captions():
+        raise UserError(
+            f"--text-encoder bert needs captions, but {data.root} holds its text as a bag of "
+            f"words ({data.bow_dim()} columns, no captions): train with --text-encoder bow"
+        )

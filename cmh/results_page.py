@@ -1,7 +1,9 @@
 """What `retrieve.py query` shows people: result rows, the printed table and the HTML page.
 
 Pure output code: it reads an index's items table (items.json: ids, captions, images, labels,
-label_names) and the query info `retrieve.run_query` builds, and imports none of our modules.
+label_names) and the query info `retrieve.run_query` builds; of our modules it imports only
+`cmh.image_array`, to show images held in a prepared folder's uint8 array (`ARRAY.u8#ROW`
+references): the page gets small JPEG thumbnails of those, written beside it on demand.
 """
 
 from __future__ import annotations
@@ -84,23 +86,41 @@ def _shown(path: str) -> str:
 
 
 def _src(image: str, page: Path) -> str:
-    """An <img src> for `image`: relative to the page's folder, else a file: URI."""
+    """An <img src> for `image`: relative to the page's folder, else a file: URI. An image held
+    in an array has no file to link: its thumbnail is written to PAGE_images/ beside the page."""
+    from cmh.image_array import parse_ref
+
+    parsed = parse_ref(image)
+    if parsed is not None:
+        array, row = parsed
+        thumb = page.parent / f"{page.stem}_images" / f"{array.stem}-{row}.jpg"
+        if not thumb.is_file():
+            thumb.parent.mkdir(parents=True, exist_ok=True)
+            thumb.write_bytes(_jpeg_thumbnail(image))
+        image = str(thumb.resolve())
     try:
         return quote(Path(os.path.relpath(image, page.resolve().parent)).as_posix())
     except ValueError:  # another drive (Windows)
         return Path(image).as_uri()
 
 
-def _thumbnail(image: str) -> str:
-    """A data: URI of a JPEG thumbnail of `image` (at most THUMB_PX on its longer side)."""
+def _jpeg_thumbnail(image: str) -> bytes:
+    """A JPEG (at most THUMB_PX on its longer side) of an image file or array reference."""
     from PIL import Image
 
-    with Image.open(image) as im:
+    from cmh.image_array import open_ref, parse_ref
+
+    with open_ref(image) if parse_ref(image) is not None else Image.open(image) as im:
         im = im.convert("RGB")
         im.thumbnail((THUMB_PX, THUMB_PX))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def _thumbnail(image: str) -> str:
+    """A data: URI of a JPEG thumbnail of `image` (at most THUMB_PX on its longer side)."""
+    return "data:image/jpeg;base64," + base64.b64encode(_jpeg_thumbnail(image)).decode("ascii")
 
 
 def query_title(info: dict) -> str:

@@ -69,9 +69,20 @@ def setup_logging(out: Path | None) -> None:
         data_log.addHandler(handler)
 
 
+def record_failure(out: Path, message: str) -> None:
+    """Write ``message`` to ``out/train.log`` when this process logs there (it got past
+    :func:`setup_logging`), so a run that failed after its folder was made says why in its own
+    log, not only on the console. An earlier run's log (a refused start) is left alone."""
+    target = os.path.abspath(out / "train.log")
+    for handler in logging.getLogger("train").handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
+            handler.emit(logging.makeLogRecord({"msg": message, "levelno": logging.ERROR}))
+
+
 # The flags a resume may change: how long it trains, how often it validates, and where and with
-# how many loader workers it runs (the weights do not depend on the worker count; tested).
-RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers")
+# how many loader workers it runs (the weights do not depend on the worker count; tested), and
+# whether it draws progress bars.
+RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers", "progress")
 # Not compared on resume: where the run is now (a moved folder resumes in place) and the switch.
 RESUME_NOT_COMPARED = ("out", "resume")
 # Saved resolved (``str(Path(...))``): compared as the folders they name.
@@ -150,3 +161,14 @@ def resolve_amp(args: argparse.Namespace, device: torch.device, is_main: bool) -
             device.type,
         )
     args.amp = bool(args.amp and device.type == "cuda")
+
+
+def where_it_went(out: Path, best_epoch: int | None, demo: bool = False) -> str:
+    """The run folder, its files and the next commands (printed at the end of a run)."""
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    again = f"; again: python train.py --demo --out {out}-2" if demo else ""
+    return (
+        f"run folder {out} (best epoch {best_epoch}): {', '.join(files)}\n"
+        f"next: python evaluate.py --checkpoint {out / 'best.pt'}; "
+        f"python retrieve.py index --checkpoint {out / 'best.pt'} --out {out / 'index'}{again}"
+    )

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
-from cmh import torchrun
+from cmh import progress, torchrun
 from cmh.checkpoint_io import save_checkpoint
 from cmh.dataset import EpochSampler, HashingDataset, make_loader
 from cmh.encoding import default_directions, encode, pad_id, retrieval_metrics
@@ -182,9 +181,7 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
     ranks). Raises FloatingPointError (naming epoch, step and item ids) on a non-finite loss."""
     model.train()
     sums: dict[str, torch.Tensor] = {}
-    bar = tqdm(
-        loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=not run.dist.is_main
-    )
+    bar = progress.bar(loader, f"epoch {epoch}", disable=not run.dist.is_main)
     for step, batch in enumerate(bar):
         batch = {
             k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
@@ -277,12 +274,9 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
     ):  # the training forward only; evaluation and checkpoints use `model` itself
         trained = torch.compile(trained)
     best, best_epoch = start["best"], start["best_epoch"]
-    for epoch in tqdm(
-        range(start["epoch"] + 1, args.epochs + 1),
-        desc="epochs",
-        dynamic_ncols=True,
-        initial=start["epoch"],
-        total=args.epochs,
+    epochs = range(start["epoch"] + 1, args.epochs + 1)
+    for epoch in progress.bar(
+        epochs, "epochs", disable=not run.dist.is_main, initial=start["epoch"], total=args.epochs
     ):
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)

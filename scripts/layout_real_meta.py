@@ -28,10 +28,14 @@ from pathlib import Path
 
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: cmh
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--meta", type=Path, required=True, help="the iapr-tc12-meta folder")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the layout in")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing layout")
@@ -94,6 +98,12 @@ def layout(meta: Path, out: Path) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints the prepare command for the written layout."""
     args = parse_args(argv)
+    if not args.meta.is_dir():
+        print(
+            f"error: --meta {args.meta}: no such folder (the iapr-tc12-meta folder)",
+            file=sys.stderr,
+        )
+        return 2
     for name in ("items.jsonl", "label_names.txt"):
         if not (args.meta / name).is_file():
             print(f"error: --meta {args.meta}: missing {name}", file=sys.stderr)

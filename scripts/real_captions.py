@@ -266,7 +266,9 @@ def table(rows: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+
+    p = Parser(description=__doc__)
     p.add_argument(
         "--meta",
         type=Path,
@@ -306,6 +308,8 @@ def planned_runs(args, minilm: str) -> list[tuple[str, int, list[str] | None]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.meta.is_dir():
+        raise SystemExit(f"error: --meta {args.meta}: no such folder (the iapr-tc12-meta folder)")
     if not (args.meta / "items.jsonl").is_file():
         raise SystemExit(f"error: {args.meta}/items.jsonl not found (pass --meta DIR)")
     prepared = prepare_real(args.meta, args.out)

@@ -355,6 +355,7 @@ def test_train_refuses_a_leaking_split(prepared: data.PreparedData, tmp_path: Pa
     splits["train"].append(splits["query"][0])
     (prepared.root / "splits.json").write_text(json.dumps(splits))
     argv = ["--data", str(prepared.root), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    argv += ["--image-weights", "none", "--text-model", "tiny"]  # offline: no pretrained model
     assert train.main(argv) == 2
     err = capsys.readouterr().err
     assert f"id {splits['query'][0]} is in both query and train" in err

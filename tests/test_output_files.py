@@ -19,19 +19,19 @@ from PIL import Image
 import evaluate
 import retrieve
 import train
-from cmh import results_page
+from cmh import plots, results_page
 from cmh.hamming_metrics import chance_level
 
 
 def spy_on_plots(mp: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
-    """Record (title, results) of every evaluate.plot_figures call (the figures are still made)."""
-    seen, real = [], evaluate.plot_figures
+    """Record (title, results) of every plot_figures call (the figures are still made)."""
+    seen, real = [], plots.plot_figures
 
     def spy(queries, database, directions, results, title):
         seen.append((title, dict(results or {})))
         return real(queries, database, directions, results, title)
 
-    mp.setattr(evaluate, "plot_figures", spy)
+    mp.setattr(plots, "plot_figures", spy)
     return seen
 
 

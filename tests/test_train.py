@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import evaluate
+import retrieve
 import train
 from cmh.hamming_metrics import chance_level
 from data import load_prepared
@@ -227,9 +229,10 @@ def test_out_of_memory_names_the_batch_size(
     assert "out of GPU memory at --batch-size 16" in err and "lower --batch-size" in err
 
 
-def test_frozen_feature_mode(learn_prepared, tmp_path):
-    """--freeze-backbones: features extracted once and cached, only the hash layers change, and
-    evaluate.py on raw data (full forward pass) reproduces the numbers computed from features.
+def test_frozen_feature_mode(learn_prepared, tmp_path, caplog, capsys):
+    """--freeze-backbones: features extracted once and cached, only the hash layers change;
+    evaluate.py and retrieve.py index encode from the run's cache (and say so), and a full
+    forward pass on raw data (cache moved away) reproduces the numbers and codes exactly.
     On the learning fixture's data and flags, so the codes compared are diverse (checked)."""
     from conftest import LEARN_FLAGS
     from learning import assert_learned
@@ -252,12 +255,27 @@ def test_frozen_feature_mode(learn_prepared, tmp_path):
         if ".head." not in k:
             assert torch.equal(v, first["model"][k]), k
     assert_learned(tmp_path / "a")
-    argv = ["--checkpoint", str(tmp_path / "a" / "best.pt"), "--out", str(tmp_path / "e")]
-    assert evaluate.main(argv) == 0
-    ours = json.loads((tmp_path / "e" / "results.json").read_text())
     theirs = json.loads((tmp_path / "a" / "results.json").read_text())
-    for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg"):
-        assert abs(ours[key] - theirs[key]) < 1e-6, key
+    best = str(tmp_path / "a" / "best.pt")
+    for cached in (True, False):  # with the run's cache, then a full forward pass without it
+        if not cached:
+            cache.rename(tmp_path / "moved")
+        caplog.clear()
+        with caplog.at_level("INFO", logger="evaluate"):
+            assert evaluate.main(["--checkpoint", best, "--out", str(tmp_path / f"e{cached}")]) == 0
+        assert ("encoding from the feature cache" in caplog.text) == cached
+        ours = json.loads((tmp_path / f"e{cached}" / "results.json").read_text())
+        for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg"):
+            assert abs(ours[key] - theirs[key]) < 1e-6, key
+        capsys.readouterr()
+        index = tmp_path / f"index{cached}"
+        assert retrieve.main(["index", "--checkpoint", best, "--out", str(index)]) == 0
+        assert ("encoding from the feature cache" in capsys.readouterr().err) == cached
+    (tmp_path / "moved").rename(cache)
+    codes = [np.load(tmp_path / f"index{c}" / "codes.npz") for c in (True, False)]
+    assert sorted(codes[0].files) == sorted(codes[1].files)
+    for name in codes[0].files:
+        assert np.array_equal(codes[0][name], codes[1][name]), name
 
 
 def test_text_only_mode(learn_prepared, tmp_path):

