@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-from cmh import progress, torchrun
+from cmh import progress, torchrun, train_flags
 from cmh.argument_checks import check_args
 from cmh.checkpoint_io import load_checkpoint
-from cmh.cli import Parser
 from cmh.dataset import reset_truncation_reports
 from cmh.errors import UserError
 from cmh.prepared import check_text_encoder
@@ -39,6 +38,7 @@ from cmh.training_loop import (
     Run,
     fit,
     frozen_features,
+    seed_protocol,
     set_rng_state,
 )
 from data import ensure_demo, load_prepared
@@ -56,189 +56,14 @@ from models import ModelConfig, build_model, check_pretrained
 
 log = logging.getLogger("train")
 
-# The reference's settings; --demo replaces those the user did not give with DEMO_DEFAULTS.
-# The default --margin is not among them: it scales with the code length (MARGIN_PER_BIT).
-DEFAULTS = {
-    "epochs": 300,
-    "batch_size": 32,
-    "lr": 1e-5,
-    "bits": 32,
-    "image_size": 224,
-    "image_weights": "imagenet",
-    "text_model": "bert-base-uncased",
-    "max_length": 64,
-    "eval_every": 1,
-    "out": "runs/train",
-}
-DEMO_DEFAULTS = {
-    "epochs": 8,
-    "batch_size": 32,
-    "lr": 3e-4,
-    "bits": 32,
-    "image_size": 64,
-    "image_weights": "none",
-    "text_model": "tiny",
-    "max_length": 48,
-    "eval_every": 2,
-    "out": "runs/demo",
-}
-# Default --margin = 12 * bits / 32 (6 at 16 bits, 12 at 32, 24 at 64), as in every results table
-# and scripts/run_all_bits.sh; with and without --demo (the demo is 32 bits: margin 12).
-MARGIN_PER_BIT = 12.0 / 32
-
-
-def _data_flags(a) -> None:
-    a("--data", help="prepared dataset folder (python data.py prepare ...)")
-    a(
-        "--demo",
-        action="store_true",
-        help="generate and prepare the demo dataset in --demo-dir, CPU-sized settings "
-        "(not with --data: the demo trains on its own data)",
-    )
-    a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
-    a("--out", help="run folder (default runs/train; runs/demo with --demo)")
-    a("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
-
-
-def _model_flags(a) -> None:
-    a("--bits", type=int, help="code length (default 32)")
-    a(
-        "--modalities",
-        choices=("both", "text"),
-        default="both",
-        help="both towers, or the text tower alone (T->T loss and metric)",
-    )
-    a(
-        "--image-weights",
-        help="imagenet | none | PATH to a ResNet-18 state dict (default imagenet; none with --demo)",
-    )
-    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
-    a(
-        "--freeze-image-backbone",
-        action="store_true",
-        help="keep the ResNet-18 fixed but run it every step on augmented images; only the image "
-        "hash layer trains (for cached features of both towers, see --freeze-backbones)",
-    )
-    a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
-    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
-    a(
-        "--pooling",
-        choices=("cls", "mean"),
-        default="cls",
-        help="text feature: [CLS] or masked mean",
-    )
-    a("--max-length", type=int, help="tokens per caption (default 64)")
-    a(
-        "--text-dropout",
-        type=float,
-        help="dropout inside the text encoder (default: the model's own, 0.1 for BERT)",
-    )
-
-
-def _loss_flags(a) -> None:
-    a(
-        "--margin",
-        type=float,
-        help="triplet margin on squared distances (default 12 * bits / 32: 6 at 16 bits, "
-        "12 at 32, 24 at 64)",
-    )
-    a(
-        "--triplets",
-        choices=("all", "hard", "reference"),
-        default="all",
-        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
-    )
-    a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
-
-
-def _optimisation_flags(a) -> None:
-    a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
-    a("--batch-size", type=int, help="pairs per step (default 32)")
-    a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
-    a("--weight-decay", type=float, default=5e-4, help="Adam weight decay (L2)")
-    a(
-        "--optimizer",
-        choices=("joint", "separate"),
-        default="joint",
-        help="joint: one learning rate; separate: --image-lr and --text-lr per tower",
-    )
-    a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
-    a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
-    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
-
-
-def _frozen_flags(a) -> None:
-    a(
-        "--freeze-backbones",
-        action="store_true",
-        help="frozen-feature mode: extract both backbones' features once (cached on disk), "
-        "train only the hash layers",
-    )
-    a("--feature-cache", help="folder for frozen features (default DATA/features)")
-
-
-def _hardware_flags(a) -> None:
-    a("--device", default="auto", help="auto | cpu | cuda")
-    progress.add_flag(a)
-    a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
-    a("--num-workers", type=int, default=0, help="data loader worker processes")
-    a(
-        "--image-cache",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="read images from a uint8 cache (DATA/image_cache, built once) and crop, flip and "
-        "normalise them on the device (see cmh/image_cache.py)",
-    )
-    a(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="torch.compile the training forward pass (pays a compile time once; worth it on GPUs)",
-    )
-    a(
-        "--global-triplets",
-        action="store_true",
-        help="under torchrun: gather codes from all ranks so triplets span the global batch "
-        "(default: each rank's slice)",
-    )
-
-
-FLAG_GROUPS = (
-    ("data and run", _data_flags),
-    ("model", _model_flags),
-    ("loss", _loss_flags),
-    ("optimisation", _optimisation_flags),
-    ("frozen features", _frozen_flags),
-    ("hardware and distributed", _hardware_flags),
-)
-
 
 def _parser(defaults: bool = True) -> argparse.ArgumentParser:
-    """train.py's flags; with defaults=False every default is suppressed, so a parse returns only
-    the flags on the command line."""
-    p = Parser(description=__doc__)
-    for title, add_flags in FLAG_GROUPS:
-        add = p.add_argument_group(title).add_argument
-        add_flags(add if defaults else _without_default(add))
-    return p
-
-
-def _without_default(add):
-    return lambda *flags, **kw: add(*flags, **{**kw, "default": argparse.SUPPRESS})
+    return train_flags.parser(defaults, description=__doc__)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
-    one given at its default value)."""
-    args = _parser().parse_args(argv)
-    args.given = sorted(vars(_parser(defaults=False).parse_args(argv)))
-    for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.margin is None:
-        args.margin = MARGIN_PER_BIT * args.bits
-    return args
+    """train.py's arguments (cmh/train_flags.py: the flags, their groups and defaults)."""
+    return train_flags.parse_args(argv, description=__doc__)
 
 
 def model_config(args: argparse.Namespace, data) -> ModelConfig:
@@ -311,6 +136,7 @@ def prepare_run(args: argparse.Namespace):
         start = {"epoch": state["epoch"], "best": state["best"], "best_epoch": state["best_epoch"]}
         log.info("resumed from %s at epoch %d", Path(args.out) / "last.pt", state["epoch"])
         trim_metrics(Path(args.out) / "metrics.jsonl", state["epoch"])
+        trim_metrics(Path(args.out) / "query_curve.jsonl", state["epoch"])
     return data, model, tokenizer, cfg, optimizer, start
 
 
@@ -326,6 +152,7 @@ def final_evaluation(run: Run) -> dict:
         margin=run.args.margin,
         n_query=len(enc["query"]["labels"]),
         n_database=len(enc["database"]["labels"]),
+        **seed_protocol(run.out),  # --query-every: the queries-selected numbers, beside ours
     )
     (run.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     title = plot_title(run.args.data, run.cfg.bits, state["epoch"])

@@ -1,7 +1,9 @@
 """The preprocessed IAPR TC-12 lists (``iapr_train``, ``iapr_test``, ``iapr_retrieval``).
 
 Each line: ``NN/ID.jpg``, then 2,912 bag-of-words counts, then 255 label bits, whitespace
-separated. Captions come from the ``NN/ID.eng`` annotations beside them (:mod:`cmh.iapr_raw`).
+separated. Captions come from the annotations folder: IAPR's ``NN/ID.eng`` files
+(:mod:`cmh.iapr_raw`) or, the layout the reference implementation reads, plain-text
+``NN/ID.txt`` files whose caption is the last non-empty line (:func:`read_plain_caption`).
 Every malformed input raises :class:`cmh.errors.UserError` naming the file and line.
 """
 
@@ -14,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cmh.errors import UserError
-from cmh.iapr_raw import read_annotation, read_text, require_dirs
+from cmh.iapr_raw import normalize_space, read_annotation, read_text, require_dirs
 
 LISTS_BOW_COLUMNS = 2912
 LISTS_LABEL_COLUMNS = 255
@@ -178,10 +180,23 @@ def read_lists_layout(
     return [_list_item(rows[i][0], images_dir, annotations_dir) for i in sorted(rows)], given
 
 
+def read_plain_caption(path: Path) -> str:
+    """The caption of a plain-text ``NN/ID.txt`` annotation: its last non-empty line (what the
+    reference implementation reads), whitespace normalised; "" for a file without text."""
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
+    return normalize_space(lines[-1]) if lines else ""
+
+
 def _list_item(row: ListRow, images_dir: Path, annotations_dir: Path) -> dict:
-    """A candidate item from a list row; its caption from ``annotations_dir/NN/ID.eng``."""
-    annotation = annotations_dir / Path(row.image).parent / f"{row.item_id}.eng"
-    caption = read_annotation(annotation) if annotation.is_file() else None
+    """A candidate item from a list row; its caption from ``annotations_dir/NN/ID.eng`` or, when
+    there is none, ``NN/ID.txt`` (None when neither exists: dropped as "no annotation")."""
+    folder = annotations_dir / Path(row.image).parent
+    annotation, plain = folder / f"{row.item_id}.eng", folder / f"{row.item_id}.txt"
+    caption = None
+    if annotation.is_file():
+        caption = read_annotation(annotation)
+    elif plain.is_file():
+        annotation, caption = plain, read_plain_caption(plain)
     return {
         "id": row.item_id,
         "image": images_dir / row.image,

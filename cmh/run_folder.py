@@ -81,8 +81,9 @@ def record_failure(out: Path, message: str) -> None:
 
 # The flags a resume may change: how long it trains, how often it validates, and where and with
 # how many loader workers it runs (the weights do not depend on the worker count; tested), and
-# whether it draws progress bars.
-RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers", "progress")
+# whether it draws progress bars or measures the queries (--query-every: reported only, it never
+# touches the weights; tested).
+RESUME_OVERRIDES = ("epochs", "eval_every", "device", "num_workers", "progress", "query_every")
 # Not compared on resume: where the run is now (a moved folder resumes in place) and the switch.
 RESUME_NOT_COMPARED = ("out", "resume")
 # Saved resolved (``str(Path(...))``): compared as the folders they name.

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -257,16 +259,76 @@ def validate(model, run: Run) -> dict:
     return {f"val_{k}": v for k, v in res.items()}
 
 
+def query_protocol(model, run: Run, epoch: int) -> dict:
+    """The reference's protocol (--query-every): mAP of the queries against the database at this
+    epoch, appended to RUN/query_curve.jsonl. Reported beside the validation-selected numbers,
+    never used for selection: nothing here touches the weights, the optimizer or any RNG
+    (the loaders are seeded on their own; tested: the same weights with and without it)."""
+    enc = run.encode(model, ("query", "database"))
+    record = {
+        "epoch": epoch,
+        **retrieval_metrics(enc["query"], enc["database"], default_directions(model)),
+    }
+    write_jsonl(run.out / "query_curve.jsonl", record)
+    return record
+
+
+def seed_protocol(out: Path) -> dict:
+    """From RUN/query_curve.jsonl, the epoch the reference would have reported: the best mean of
+    the tie-by-index mAPs on the queries (the first on ties) -> {"seed_protocol_epoch",
+    "seed_protocol_map_<d>"}; {} without a query curve. Torn lines (a kill) are skipped."""
+    path = out / "query_curve.jsonl"
+    if not path.is_file():
+        return {}
+    best, chosen = -math.inf, None
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        maps = {k: v for k, v in record.items() if k.startswith("map_") and not k.endswith("_avg")}
+        if maps and float(np.mean(list(maps.values()))) > best:
+            best, chosen = float(np.mean(list(maps.values()))), record
+    if chosen is None:
+        return {}
+    maps = {f"seed_protocol_{k}": v for k, v in chosen.items() if k.startswith("map_")}
+    return {"seed_protocol_epoch": chosen["epoch"], **maps}
+
+
 def selection_score(val: dict) -> float:
     """Mean of the tie-by-index mAPs reported (I2T and T2I, or T2T alone)."""
     maps = [v for k, v in val.items() if k.startswith("val_map_") and not k.endswith("tie_avg")]
     return float(np.mean(maps))
 
 
+def checkpoint_epoch(run: Run, model, optimizer, record: dict, best: float, best_epoch):
+    """best.pt when the validation score improved (first best on ties), the metrics line, then
+    last.pt; returns the new (best, best_epoch)."""
+    epoch, out = record["epoch"], run.out
+    state = {
+        "model": model.state_dict(),
+        "model_config": run.cfg.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "args": vars(run.args),
+        "rng": rng_state(),
+    }
+    if "val_map_t2t" in record or "val_map_i2t" in record:
+        score = selection_score(record)
+        if score > best:
+            best, best_epoch = score, epoch
+            # best.pt is for evaluation: no optimizer state (half the size); resume uses last.pt
+            weights = {k: v for k, v in state.items() if k != "optimizer"}
+            save_checkpoint({**weights, "best": best, "best_epoch": best_epoch}, out / "best.pt")
+    write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
+    save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
+    return best, best_epoch
+
+
 def fit(run: Run, model, optimizer, start: dict) -> None:
     """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt).
     Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
-    args, out, dist = run.args, run.out, run.dist
+    args, dist = run.args, run.dist
     loader = run.loader("train", train=True)
     trained = DistributedDataParallel(model) if dist.enabled else model
     if getattr(
@@ -286,26 +348,10 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             continue
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             record.update(validate(model, run))
+        if getattr(args, "query_every", None) and epoch % args.query_every == 0:
+            query_protocol(model, run, epoch)  # reported only; selection stays on validation
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        state = {
-            "model": model.state_dict(),
-            "model_config": run.cfg.to_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "args": vars(args),
-            "rng": rng_state(),
-        }
-        if "val_map_t2t" in record or "val_map_i2t" in record:
-            score = selection_score(record)
-            if score > best:
-                best, best_epoch = score, epoch
-                # best.pt is for evaluation: no optimizer state (half the size); resume uses last.pt
-                weights = {k: v for k, v in state.items() if k != "optimizer"}
-                save_checkpoint(
-                    {**weights, "best": best, "best_epoch": best_epoch}, out / "best.pt"
-                )
-        write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
-        save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
+        best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)
         log.info(
             "epoch %d  loss %.4f  %s  %.1fs",
             epoch,
