@@ -150,6 +150,7 @@ def encode_splits(args: argparse.Namespace, state: dict, model, tokenizer, data,
             train=False,
             bow=cfg.text_encoder == "bow",
             images=model.image is not None,
+            norm=cfg.image_norm,
         )
         loader = make_loader(
             ds,

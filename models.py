@@ -22,6 +22,7 @@ from torch import nn
 from cmh.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 from cmh.errors import UserError
 from cmh.model_sources import check_towers, hub_reachable
+from cmh.recipes import FRAMINGS, NORMS
 
 TINY_TEXT_MODEL = "tiny"  # a small randomly initialised BERT with a WordPiece vocabulary built here
 TINY_BERT = {
@@ -49,12 +50,14 @@ class ModelConfig:
         "imagenet"  # imagenet | none | path to a state-dict file (fresh models only)
     )
     image_size: int = 224
+    image_framing: str = "squash-crop"  # cmh.recipes.FRAMINGS: the training crop (eval: squashed)
+    image_norm: str = "imagenet"  # cmh.recipes.NORMS: the mean/std every input path applies
     freeze_image_backbone: bool = False
     freeze_text_encoder: bool = False
     text_encoder: str = "bert"  # bert | bow | none
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
     pooling: str = "cls"  # cls | mean
-    max_length: int = 64
+    max_length: int = 64  # 0 at creation: the text model's limit (then stored as that number)
     text_dropout: float | None = None  # dropout inside the text encoder; None: the model's own
     bow_dim: int = 0
     bow_hidden: int = 4096
@@ -339,6 +342,8 @@ def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
     else:
         raise UserError("the model config holds no text encoder architecture; cannot rebuild it")
     positions = getattr(encoder.config, "max_position_embeddings", None)
+    if cfg.max_length == 0:  # never cut: the text model's own limit (the reference's setting)
+        cfg.max_length = positions or 512
     if positions is not None and cfg.max_length > positions:
         raise UserError(
             f"--max-length {cfg.max_length} is more than the {positions} positions of the text "
@@ -359,6 +364,8 @@ def validate_config(cfg: ModelConfig) -> None:
         "image_encoder": ("resnet18", "none"),
         "text_encoder": ("bert", "bow", "none"),
         "pooling": ("cls", "mean"),
+        "image_framing": FRAMINGS,
+        "image_norm": tuple(NORMS),
     }
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:

@@ -67,7 +67,17 @@ def encode_items(model, tokenizer, cfg, data, split: str, ids=None, batch_size=1
     from evaluate import encode, pad_id
 
     bow, images = cfg.text_encoder == "bow", model.image is not None
-    ds = HashingDataset(data, split, tokenizer, cfg.max_length, cfg.image_size, False, bow, images)
+    ds = HashingDataset(
+        data,
+        split,
+        tokenizer,
+        cfg.max_length,
+        cfg.image_size,
+        False,
+        bow,
+        images,
+        norm=cfg.image_norm,
+    )
     subset = ds if ids is None else Subset(ds, [ds.ids.index(i) for i in ids])
     loader = make_loader(
         subset, batch_size, False, 0, num_workers=workers, pad_id=pad_id(tokenizer)
@@ -172,7 +182,9 @@ def encode_query(
     if image is not None:
         try:
             with Image.open(image) as im:
-                pixels = image_transform(cfg.image_size, train=False)(im.convert("RGB"))
+                pixels = image_transform(cfg.image_size, False, norm=cfg.image_norm)(
+                    im.convert("RGB")
+                )
         except Exception as e:  # PIL raises OSError, SyntaxError, DecompressionBombError...
             raise UserError(f"--image {image}: cannot read the image ({e})") from None
         h = model.encode_image({"image": pixels[None].to(device)})

@@ -72,6 +72,8 @@ def model_config(args: argparse.Namespace, data) -> ModelConfig:
         image_encoder="none" if args.modalities == "text" else "resnet18",
         image_weights=args.image_weights,
         image_size=args.image_size,
+        image_framing=args.image_framing,
+        image_norm=args.image_norm,
         freeze_image_backbone=args.freeze_image_backbone or args.freeze_backbones,
         freeze_text_encoder=args.freeze_backbones,
         text_encoder=args.text_encoder,

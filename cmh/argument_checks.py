@@ -31,7 +31,10 @@ def check_args(args: argparse.Namespace) -> None:
             getattr(args, "query_every", None) is None or args.query_every >= 1,
             f"--query-every must be >= 1 (or left out: off), got {getattr(args, 'query_every', None)}",
         ),
-        (args.max_length >= 2, f"--max-length must be >= 2, got {args.max_length}"),
+        (
+            args.max_length == 0 or args.max_length >= 2,
+            f"--max-length must be >= 2 (or 0: the text model's limit), got {args.max_length}",
+        ),
         (args.image_size >= 16, f"--image-size must be >= 16, got {args.image_size}"),
         (args.num_workers >= 0, f"--num-workers must be >= 0, got {args.num_workers}"),
         (

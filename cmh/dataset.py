@@ -91,6 +91,8 @@ class HashingDataset(Dataset):
         bow: bool = False,
         images: bool = True,
         seed: int = 0,
+        framing: str = "squash-crop",
+        norm: str = "imagenet",
     ) -> None:
         if split not in data.splits:
             raise UserError(f"unknown split {split!r}; {data.root} has {', '.join(data.splits)}")
@@ -99,7 +101,7 @@ class HashingDataset(Dataset):
         self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
         self.paths = [data.image_path(item) for item in items] if images else None
         self._arrays: dict[Path, ImageArray] = {}  # image arrays opened (cmh.image_array)
-        self.transform = image_transform(image_size, train) if images else None
+        self.transform = image_transform(image_size, train, framing, norm) if images else None
         self.seed = seed
         self.input_ids, self.n_truncated = None, 0
         self.caption_choices: dict[int, list[list[int]]] = {}

@@ -40,8 +40,9 @@ from cmh import progress
 from cmh.dataset import HashingDataset, collate, make_loader
 from cmh.errors import UserError
 from cmh.image_array import load_item_image
-from cmh.images import IMAGENET_MEAN, IMAGENET_STD, RESIZE_FACTOR
+from cmh.images import RESIZE_FACTOR
 from cmh.prepared import PreparedData
+from cmh.recipes import NORMS
 
 log = logging.getLogger("image_cache")
 
@@ -232,29 +233,38 @@ def gpu_transform(
     image_size: int,
     train: bool,
     generator: torch.Generator | None = None,
+    framing: str = "squash-crop",
+    norm: str = "imagenet",
 ) -> torch.Tensor:
-    """uint8 [B, 3, Sc, Sc] -> ImageNet-normalised float32 [B, 3, S, S], on the batch's device.
+    """uint8 [B, 3, Sc, Sc] -> normalised float32 [B, 3, S, S], on the batch's device.
 
-    train: a random S x S crop and a horizontal flip (p = 1/2), drawn per sample from
-    ``generator``, a CPU generator (None: torch's default CPU generator, which train.py's
-    checkpoints save, so a resumed run draws the same crops); eval: a bilinear,
-    antialiased resize to S x S (no randomness). Values: (x / 255 - mean) / std, about [-2.2, 2.7].
+    train, ``squash-crop``: a random S x S crop and a horizontal flip (p = 1/2), drawn per sample
+    from ``generator``, a CPU generator (None: torch's default CPU generator, which train.py's
+    checkpoints save, so a resumed run draws the same crops); train, ``squash``: the resize to
+    S x S, then the flip; eval: a bilinear, antialiased resize to S x S (no randomness).
+    Values: (x / 255 - mean) / std with the ``norm`` statistics (cmh.recipes.NORMS).
     """
     if u8_batch.dtype != torch.uint8 or u8_batch.dim() != 4 or u8_batch.shape[1] != 3:
         raise ValueError(
             f"expected uint8 [B, 3, H, W], got {u8_batch.dtype} {list(u8_batch.shape)}"
         )
     sc = u8_batch.shape[-1]
-    if train:
+    if train and framing == "squash":
+        x = _resize(u8_batch.float(), image_size)
+        flip = (torch.rand(len(x), generator=generator) < 0.5).nonzero().flatten().to(x.device)
+        x[flip] = x[flip].flip(-1)
+    elif train:
         if u8_batch.shape[-2] != sc or sc < image_size:
             raise ValueError(f"training crop {image_size} needs square images >= it, got {sc}")
         x = _crop_flip(u8_batch, image_size, generator).float()
     else:
-        x = u8_batch.float()
-        if tuple(x.shape[-2:]) != (image_size, image_size):
-            x = torch.nn.functional.interpolate(
-                x, size=(image_size, image_size), mode="bilinear", antialias=True
-            )
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255
+        x = _resize(u8_batch.float(), image_size)
+    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) * 255 for v in NORMS[norm])
     return (x - mean) / std
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear, antialiased resize of float [B, 3, H, W] to S x S (none when already S x S)."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)

@@ -1,8 +1,10 @@
 """Images: decoding any file PIL reads to RGB, and the training / evaluation transforms.
 
-Train: Resize(int(S * 1.143)) (shorter side, aspect kept) -> RandomCrop(S) -> horizontal flip;
-eval: Resize((S, S)). Both ImageNet-normalised. The uint8 cache (:mod:`cmh.image_cache`) does
-the same on tensors on the device.
+The framing (``--image-framing``, :mod:`cmh.recipes`): ``squash-crop`` trains on a random S x S
+crop of Resize((Sc, Sc)), Sc = int(S * 1.143), and ``squash`` on Resize((S, S)); both flip with
+p 1/2 in training and evaluate on Resize((S, S)), so training and evaluation see the same aspect
+distortion. Normalised with the ``--image-norm`` mean/std (ImageNet's or CIFAR-10's). The uint8
+cache (:mod:`cmh.image_cache`) does the same on tensors on the device.
 """
 
 from __future__ import annotations
@@ -14,29 +16,33 @@ import torch
 from PIL import Image
 
 from cmh.errors import UserError
+from cmh.recipes import FRAMINGS, NORMS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-RESIZE_FACTOR = 1.143  # training: shorter side to int(S * 1.143), then a random S x S crop
+IMAGENET_MEAN, IMAGENET_STD = NORMS["imagenet"]
+RESIZE_FACTOR = 1.143  # squash-crop training: resize to int(S * 1.143) square, random S x S crop
 
 
 class ImageTransform:
-    """PIL RGB -> FloatTensor [3, S, S], ImageNet-normalised; ``transform(image, generator)``.
+    """PIL RGB -> FloatTensor [3, S, S], normalised; ``transform(image, generator)``.
 
-    train: Resize(int(S * 1.143)) (shorter side, aspect kept) -> a random S x S crop (offsets
-    uniform over every valid position) -> horizontal flip with probability 1/2, all drawn from
-    ``generator`` (a ``torch.Generator``; None: torch's global generator), so a training item's
-    augmentation is a function of the generator's seed alone. eval: Resize((S, S)), no randomness.
+    train, ``squash-crop``: Resize((Sc, Sc)), Sc = int(S * 1.143) -> a random S x S crop (offsets
+    uniform over every valid position) -> horizontal flip with probability 1/2; ``squash``:
+    Resize((S, S)) -> the flip. Drawn from ``generator`` (a ``torch.Generator``; None: torch's
+    global generator), so a training item's augmentation is a function of the generator's seed
+    alone. eval (either framing): Resize((S, S)), no randomness.
     """
 
-    def __init__(self, image_size: int, train: bool) -> None:
+    def __init__(
+        self, image_size: int, train: bool, framing: str = "squash-crop", norm: str = "imagenet"
+    ) -> None:
         from torchvision.transforms import Normalize  # here: importing torchvision costs seconds
 
-        self.size, self.train = image_size, train
-        self.resize_size = int(image_size * RESIZE_FACTOR)  # training: the shorter side's length
-        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        if framing not in FRAMINGS or norm not in NORMS:
+            raise UserError(f"unknown --image-framing {framing!r} or --image-norm {norm!r}")
+        self.size, self.train, self.framing = image_size, train, framing
+        crop = train and framing == "squash-crop"
+        self.resize_size = int(image_size * RESIZE_FACTOR) if crop else image_size
+        self.normalize = Normalize(*NORMS[norm])
 
     def __call__(
         self, image: Image.Image, generator: torch.Generator | None = None
@@ -46,19 +52,21 @@ class ImageTransform:
         s = self.size
         if not self.train:
             return self.normalize(F.to_tensor(F.resize(image, [s, s])))
-        image = F.resize(image, self.resize_size)
-        width, height = image.size
-        top = int(torch.randint(0, height - s + 1, (1,), generator=generator))
-        left = int(torch.randint(0, width - s + 1, (1,), generator=generator))
-        image = F.crop(image, top, left, s, s)
+        image = F.resize(image, [self.resize_size, self.resize_size])
+        if self.resize_size > s:  # squash-crop
+            top = int(torch.randint(0, self.resize_size - s + 1, (1,), generator=generator))
+            left = int(torch.randint(0, self.resize_size - s + 1, (1,), generator=generator))
+            image = F.crop(image, top, left, s, s)
         if torch.rand(1, generator=generator) < 0.5:
             image = F.hflip(image)
         return self.normalize(F.to_tensor(image))
 
 
-def image_transform(image_size: int, train: bool) -> ImageTransform:
-    """The training (random crop and flip) or evaluation transform; see :class:`ImageTransform`."""
-    return ImageTransform(image_size, train)
+def image_transform(
+    image_size: int, train: bool, framing: str = "squash-crop", norm: str = "imagenet"
+) -> ImageTransform:
+    """The training (crop and flip) or evaluation transform; see :class:`ImageTransform`."""
+    return ImageTransform(image_size, train, framing, norm)
 
 
 def item_generator(seed: int, epoch: int, item_id: int, stream: int = 0) -> torch.Generator:

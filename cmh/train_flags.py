@@ -11,18 +11,16 @@ import argparse
 
 from cmh import progress
 from cmh.cli import Parser
+from cmh.recipes import FRAMINGS, NORMS, RECIPES
+from cmh.recipes import help_text as recipe_help
 
-# The reference's settings; --demo replaces those the user did not give with DEMO_DEFAULTS.
+# A flag not given takes, in order: DEMO_DEFAULTS (with --demo: CPU sizes), the --recipe's value
+# (cmh/recipes.py: framing, normalisation, tokens, triplets, optimiser, query protocol), DEFAULTS.
 # The default --margin is not among them: it scales with the code length (MARGIN_PER_BIT).
 DEFAULTS = {
-    "epochs": 300,
-    "batch_size": 32,
-    "lr": 1e-5,
     "bits": 32,
-    "image_size": 224,
     "image_weights": "imagenet",
     "text_model": "bert-base-uncased",
-    "max_length": 64,
     "eval_every": 1,
     "out": "runs/train",
 }
@@ -55,6 +53,7 @@ def _data_flags(a) -> None:
     a("--out", help="run folder (default runs/train; runs/demo with --demo)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt")
     a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    a("--recipe", choices=tuple(RECIPES), default="default", help=recipe_help())
 
 
 def _model_flags(a) -> None:
@@ -71,6 +70,18 @@ def _model_flags(a) -> None:
     )
     a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
     a(
+        "--image-framing",
+        choices=FRAMINGS,
+        help="squash-crop: train on a random crop of the image squashed to 1.143x the side, "
+        "evaluate on it squashed to the side; squash: exactly the side, no crop (both flip in "
+        "training). Default: the recipe's (squash-crop; seed: squash)",
+    )
+    a(
+        "--image-norm",
+        choices=tuple(NORMS),
+        help="normalisation mean/std (default: the recipe's, imagenet; seed: cifar10)",
+    )
+    a(
         "--freeze-image-backbone",
         action="store_true",
         help="keep the ResNet-18 fixed but run it every step on augmented images; only the image "
@@ -84,7 +95,12 @@ def _model_flags(a) -> None:
         default="cls",
         help="text feature: [CLS] or masked mean",
     )
-    a("--max-length", type=int, help="tokens per caption (default 64)")
+    a(
+        "--max-length",
+        type=int,
+        help="tokens per caption, [CLS] and [SEP] included; 0: the text model's limit, never cut "
+        "(default: the recipe's, 128; seed: 0; 48 with --demo)",
+    )
     a(
         "--text-dropout",
         type=float,
@@ -102,8 +118,8 @@ def _loss_flags(a) -> None:
     a(
         "--triplets",
         choices=("all", "hard", "reference"),
-        default="all",
-        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
+        help="all valid triplets, batch-hard, or the reference implementation's triplet set "
+        "(default: the recipe's, all; seed: reference)",
     )
     a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
 
@@ -112,7 +128,7 @@ def _optimisation_flags(a) -> None:
     a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
     a("--batch-size", type=int, help="pairs per step (default 32)")
     a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
-    a("--weight-decay", type=float, default=5e-4, help="Adam weight decay (L2)")
+    a("--weight-decay", type=float, help="Adam weight decay (L2; default 5e-4)")
     a(
         "--optimizer",
         choices=("joint", "separate"),
@@ -127,7 +143,7 @@ def _optimisation_flags(a) -> None:
         type=int,
         help="the reference's protocol, reported only: every K epochs encode the queries against "
         "the database, log to query_curve.jsonl; results.json gets seed_protocol_* (the best "
-        "epoch on the queries). Never used for selection (default: off)",
+        "epoch on the queries). Never used for selection (default: off; --recipe seed: 10)",
     )
 
 
@@ -196,9 +212,10 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     one given at its default value)."""
     args = parser(description=description).parse_args(argv)
     args.given = sorted(vars(parser(defaults=False).parse_args(argv)))
-    for key, value in (DEMO_DEFAULTS if args.demo else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    for layer in (DEMO_DEFAULTS if args.demo else {}, RECIPES[args.recipe], DEFAULTS):
+        for key, value in layer.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
     if args.margin is None:
         args.margin = MARGIN_PER_BIT * args.bits
     return args

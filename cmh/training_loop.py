@@ -75,7 +75,10 @@ class Run:
             make = functools.partial(cached_loader, pin_memory=self.device.type == "cuda")
         else:
             images = cfg.image_encoder != "none"
-            ds = HashingDataset(self.data, split, **common, images=images, seed=args.seed)
+            framing = {"framing": cfg.image_framing, "norm": cfg.image_norm}
+            ds = HashingDataset(
+                self.data, split, **common, images=images, seed=args.seed, **framing
+            )
         if not train:
             if self.features is not None:
                 return feature_loader(ds, args.batch_size)
@@ -120,7 +123,14 @@ class Run:
     def prepare_batch(self, batch: dict, train: bool = False) -> dict:
         """On the device: the cached uint8 images (--image-cache) -> the normalised "image"."""
         if "image_u8" in batch:
-            batch["image"] = gpu_transform(batch.pop("image_u8"), self.cfg.image_size, train)
+            cfg = self.cfg
+            batch["image"] = gpu_transform(
+                batch.pop("image_u8"),
+                cfg.image_size,
+                train,
+                framing=cfg.image_framing,
+                norm=cfg.image_norm,
+            )
         return batch
 
     def encode(self, model, splits: tuple[str, ...]) -> dict[str, dict]:
@@ -150,6 +160,7 @@ def all_items_loader(run: Run) -> DataLoader:
         max_length=cfg.max_length,
         image_size=cfg.image_size,
         images=cfg.image_encoder != "none",
+        norm=cfg.image_norm,
     )
     return make_loader(
         ds,

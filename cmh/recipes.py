@@ -1,0 +1,82 @@
+"""Recipes: named sets of training settings, each setting an ordinary flag of its own.
+
+``--recipe default`` is this project's; ``--recipe seed`` is what the reference implementation
+behind the published IAPR TC-12 numbers does (``shared/SEED-RECIPE.md``). A recipe only fills
+the flags the user did not give (explicit flags win; ``--demo``'s CPU sizes win over the
+recipe's sizes). Every difference between the two is one of :data:`RECIPE_SETTINGS`, listed in
+``--help`` and the README, and recorded in ``args.json`` like any flag:
+
+- ``image_framing``: ``squash-crop`` (default) trains on a random S x S crop (flipped with p 1/2)
+  of the image resized, aspect ratio not kept, to int(1.143 S) square, and evaluates on the
+  image resized to S x S: training and evaluation see the same aspect distortion, the crop is
+  the usual 87.5 % of the side, and the GPU image cache (``--image-cache``) does exactly the
+  same on tensors. ``squash`` (the reference) resizes to exactly S x S for both, no crop, and
+  flips in training.
+- ``image_norm``: ``imagenet`` mean/std (what the pretrained ResNet-18 saw) or ``cifar10``
+  (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010), which the reference uses.
+- ``max_length``: 128 tokens (the real IAPR captions: at most 99 BERT tokens with [CLS] and
+  [SEP], so none is cut); 0 means the text model's own limit (512 for BERT), i.e. never cut,
+  as the reference. Both wrap the caption as ``[CLS] caption [SEP]``: the tokenizer adds the
+  two special tokens, the same ids as tokenizing that literal string (tested).
+- ``triplets``: ``all`` valid triplets, or the reference's set (``loss.py``).
+- ``query_every``: off, or 10 (the reference's query evaluation every 10 epochs; reported
+  only, never used for selection: ``--query-every``).
+- the optimiser (one Adam, lr 1e-5, weight decay 5e-4, batch 32, 300 epochs) is the same in
+  both; the reference runs 301 passes (epochs 0..300) and evaluates the last at epoch 300.
+  No dropout before the hash layers in either (the encoders keep their own).
+"""
+
+from __future__ import annotations
+
+RECIPES: dict[str, dict] = {
+    "default": {
+        "image_framing": "squash-crop",
+        "image_norm": "imagenet",
+        "max_length": 128,
+        "triplets": "all",
+        "epochs": 300,
+        "batch_size": 32,
+        "lr": 1e-5,
+        "weight_decay": 5e-4,
+        "image_size": 224,
+        "query_every": None,
+    },
+    "seed": {
+        "image_framing": "squash",
+        "image_norm": "cifar10",
+        "max_length": 0,
+        "triplets": "reference",
+        "epochs": 300,
+        "batch_size": 32,
+        "lr": 1e-5,
+        "weight_decay": 5e-4,
+        "image_size": 224,
+        "query_every": 10,
+    },
+}
+RECIPE_SETTINGS = tuple(RECIPES["default"])
+FRAMINGS = ("squash-crop", "squash")
+NORMS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+}
+
+
+def differences() -> dict[str, tuple]:
+    """{setting: (default recipe's value, seed recipe's value)} for the settings that differ."""
+    a, b = RECIPES["default"], RECIPES["seed"]
+    return {k: (a[k], b[k]) for k in RECIPE_SETTINGS if a[k] != b[k]}
+
+
+def help_text() -> str:
+    """The --recipe help: each recipe's settings that differ."""
+    diff = differences()
+    parts = [
+        f"{name}: " + ", ".join(f"{k.replace('_', '-')} {_shown(v[i])}" for k, v in diff.items())
+        for i, name in enumerate(RECIPES)
+    ]
+    return "named settings, each a flag of its own (explicit flags win): " + "; ".join(parts)
+
+
+def _shown(value) -> str:
+    return "off" if value is None else str(value)
