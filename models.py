@@ -57,6 +57,7 @@ class ModelConfig:
     text_encoder: str = "bert"  # bert | bow | none
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
     pooling: str = "cls"  # cls | mean
+    head_activation: str = "tanh"  # tanh | none (linear outputs: the DCMH objective)
     max_length: int = 64  # 0 at creation: the text model's limit (then stored as that number)
     text_dropout: float | None = None  # dropout inside the text encoder; None: the model's own
     bow_dim: int = 0
@@ -89,8 +90,11 @@ class HashHead(nn.Module):
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
+    tanh = True  # False: linear outputs (DCMH's objective; ModelConfig.head_activation "none")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in] -> [B, bits] in (-1, 1)
-        return torch.tanh(self.linear(x))
+        out = self.linear(x)
+        return torch.tanh(out) if self.tanh else out
 
 
 class ImageHasher(nn.Module):
@@ -364,6 +368,7 @@ def validate_config(cfg: ModelConfig) -> None:
         "image_encoder": ("resnet18", "none"),
         "text_encoder": ("bert", "bow", "none"),
         "pooling": ("cls", "mean"),
+        "head_activation": ("tanh", "none"),
         "image_framing": FRAMINGS,
         "image_norm": tuple(NORMS),
     }
@@ -405,4 +410,8 @@ def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained:
         weights = cfg.image_weights if pretrained and cfg.image_weights != "none" else None
         image = ImageHasher(cfg.bits, _resnet18(weights), cfg.freeze_image_backbone)
     text, tokenizer = _text_tower(cfg, captions, pretrained)
-    return CrossModalHasher(cfg, image, text), tokenizer
+    model = CrossModalHasher(cfg, image, text)
+    for head in model.modules():
+        if isinstance(head, HashHead):
+            head.tanh = cfg.head_activation == "tanh"
+    return model, tokenizer

@@ -79,6 +79,7 @@ def model_config(args: argparse.Namespace, data) -> ModelConfig:
         text_encoder=args.text_encoder,
         text_model=args.text_model,
         pooling=args.pooling,
+        head_activation="none" if args.objective == "dcmh" else "tanh",
         max_length=args.max_length,
         text_dropout=args.text_dropout,
         bow_dim=data.bow_dim(),

@@ -122,13 +122,38 @@ def _loss_flags(a) -> None:
         "(default: the recipe's, all; seed: reference)",
     )
     a("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
+    a(
+        "--objective",
+        choices=("triplet", "dcmh"),
+        help="triplet ranking losses, or DCMH's (linear heads, B = sign(F + G) updated once per "
+        "epoch, an image pass then a text pass; cmh/dcmh_training.py). Default: the recipe's "
+        "(triplet; --recipe dcmh: dcmh)",
+    )
+    a("--gamma", type=float, default=1.0, help="DCMH: weight of the quantization term")
+    a("--eta", type=float, default=1.0, help="DCMH: weight of the bit-balance term")
 
 
 def _optimisation_flags(a) -> None:
     a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
     a("--batch-size", type=int, help="pairs per step (default 32)")
-    a("--lr", type=float, help="Adam learning rate of both towers (default 1e-5; 3e-4 with --demo)")
-    a("--weight-decay", type=float, help="Adam weight decay (L2; default 5e-4)")
+    a(
+        "--lr",
+        type=float,
+        help="learning rate of both towers (default 1e-5; 3e-4 with --demo; --recipe dcmh: 10^-1.5)",
+    )
+    a("--weight-decay", type=float, help="weight decay (L2; default 5e-4)")
+    a(
+        "--solver",
+        choices=("adam", "sgd"),
+        help="Adam, or plain SGD (default: the recipe's, adam; --recipe dcmh: sgd)",
+    )
+    a(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        help="constant, or falling linearly from --lr at the first epoch to --lr-end at the last "
+        "(default: the recipe's, constant; --recipe dcmh: linear)",
+    )
+    a("--lr-end", type=float, default=1e-6, help="the last epoch's learning rate (linear)")
     a(
         "--optimizer",
         choices=("joint", "separate"),
