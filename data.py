@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from cmh import prepare_step
+from cmh.cli import Parser
 from cmh.dataset import (  # noqa: F401  (this module's public API)
     HashingDataset,
     collate,
@@ -33,27 +34,68 @@ from cmh.dataset import (  # noqa: F401  (this module's public API)
 from cmh.errors import UserError
 from cmh.images import IMAGENET_MEAN, IMAGENET_STD, image_transform, load_image  # noqa: F401
 from cmh.prepared import PreparedData, load_prepared  # noqa: F401
+from cmh.protocols import DATASETS, PROTOCOLS
 from cmh.splits import SPLITS  # noqa: F401
+
+
+def add_mat_flags(p: argparse.ArgumentParser) -> None:
+    """``prepare --mat``: a benchmark set in MATLAB files (:mod:`cmh.mat_prepare`)."""
+    a = p.add_argument
+    a(
+        "--mat",
+        type=Path,
+        help="a benchmark set in MATLAB files: a DCMH .mat file or folder of "
+        "*-iall/-lall/-yall.mat files (--format dcmh), or a folder of index.mat, caption.mat, "
+        "label.mat (--format clip)",
+    )
+    a("--format", choices=("dcmh", "clip"), help="--mat: the layout of the files")
+    a(
+        "--dataset",
+        choices=DATASETS,
+        help="--mat: the benchmark (checks the label width, picks the protocol's split sizes)",
+    )
+    a(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="--mat: split sizes; dcmh (the default): "
+        "query/train 2000/10000, NUS-WIDE 2100/10500, COCO 5000/10000; clip: 5000/10000",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The ``prepare`` and ``demo`` subcommands."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="read raw IAPR/SAIAPR files or iapr_* lists, write --out")
+    p = sub.add_parser(
+        "prepare", help="read raw IAPR/SAIAPR files, iapr_* lists or a .mat set, write --out"
+    )
+    add_mat_flags(p)
     a = p.add_argument
     a("--iapr-root", type=Path, help="raw: folder with images/NN/ID.jpg, annotations_complete_eng/")
     a("--saiapr-root", type=Path, help="raw: SAIAPR folder with NN/labels.txt (and wlist.txt)")
     a("--saiapr-wlist", type=Path, help="raw: label dictionary (default SAIAPR_ROOT/wlist.txt)")
     a("--lists", type=Path, help="lists: folder with iapr_train, iapr_test, iapr_retrieval")
-    a("--images", type=Path, help="lists: folder the lists' NN/ID.jpg paths are relative to")
+    a(
+        "--images",
+        type=Path,
+        help="lists: folder the lists' NN/ID.jpg paths are relative to; "
+        "--mat --format clip: folder the paths of index.mat are found under",
+    )
     a("--annotations", type=Path, help="lists: folder with NN/ID.eng caption files")
     a("--label-names", type=Path, help="lists: label names, one per line (default label_000..)")
     a("--bow-columns", type=int, help="lists: bag-of-words columns per line (default 2912)")
     a("--label-columns", type=int, help="lists: label-bit columns per line (default 255)")
     a("--out", type=Path, required=True, help="output folder for the prepared dataset")
-    a("--n-query", type=int, help="raw: number of query items (default 2000)")
-    a("--n-train", type=int, help="raw: training items drawn from the database (default 10000)")
+    a(
+        "--n-query",
+        type=int,
+        help="raw: number of query items (default 2000; --mat: the protocol's)",
+    )
+    a(
+        "--n-train",
+        type=int,
+        help="raw: training items drawn from the database (default 10000; --mat: the protocol's)",
+    )
     a("--n-val", type=int, default=1000, help="validation items from database minus train")
     a("--seed", type=int, default=0, help="seed of the split")
     a("--vocab-size", type=int, default=2912, help="bag-of-words vocabulary size")

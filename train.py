@@ -23,6 +23,7 @@ from cmh import progress, torchrun, train_flags
 from cmh.argument_checks import check_args
 from cmh.checkpoint_io import load_checkpoint
 from cmh.dataset import reset_truncation_reports
+from cmh.dcmh_training import new_state
 from cmh.errors import UserError
 from cmh.prepared import check_text_encoder
 from cmh.run_folder import (
@@ -107,16 +108,18 @@ def loss_function(args: argparse.Namespace):
 
 
 def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
-    """One Adam; with --optimizer separate, one parameter group per tower with its own lr (Adam is
-    per-parameter, so this equals two separate Adam optimizers)."""
+    """One Adam (or plain SGD with --solver sgd); with --optimizer separate, one parameter group
+    per tower with its own lr (per-parameter, so this equals two separate optimizers). Each group
+    keeps its ``base_lr`` for --lr-schedule linear."""
     groups = []
     for name, tower in (("image", model.image), ("text", model.text)):
         if tower is None:
             continue
         lr = getattr(args, f"{name}_lr") if args.optimizer == "separate" else args.lr
         params = [p for p in tower.parameters() if p.requires_grad]
-        groups.append({"params": params, "lr": lr, "name": name})
-    return torch.optim.Adam(groups, weight_decay=args.weight_decay)
+        groups.append({"params": params, "lr": lr, "base_lr": lr, "name": name})
+    solver = torch.optim.SGD if args.solver == "sgd" else torch.optim.Adam
+    return solver(groups, lr=args.lr, weight_decay=args.weight_decay)
 
 
 def prepare_run(args: argparse.Namespace):
@@ -137,10 +140,20 @@ def prepare_run(args: argparse.Namespace):
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start = {"epoch": state["epoch"], "best": state["best"], "best_epoch": state["best_epoch"]}
+        start["dcmh"] = state.get("dcmh")
         log.info("resumed from %s at epoch %d", Path(args.out) / "last.pt", state["epoch"])
         trim_metrics(Path(args.out) / "metrics.jsonl", state["epoch"])
         trim_metrics(Path(args.out) / "query_curve.jsonl", state["epoch"])
     return data, model, tokenizer, cfg, optimizer, start
+
+
+def dcmh_state(run: Run, model, saved: dict | None):
+    """--objective dcmh: its buffers, fresh (from the seed) or those of last.pt."""
+    state = new_state(run, model)
+    if saved is not None:
+        state.load_state_dict({k: v.to(run.device) if torch.is_tensor(v) else v
+                               for k, v in saved.items()})  # fmt: skip
+    return state
 
 
 def final_evaluation(run: Run) -> dict:
@@ -187,6 +200,11 @@ def run(args: argparse.Namespace) -> int:
             f"--batch-size {args.batch_size} (the global batch) must be divisible "
             f"by the number of processes, {dist.world}"
         )
+    if args.objective == "dcmh" and dist.enabled:
+        raise UserError(
+            "--objective dcmh runs in one process: its buffers F, G and B are not yet kept "
+            "consistent over torchrun ranks; run it without torchrun"
+        )
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     setup_logging(out if dist.is_main else None)
@@ -195,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     data, model, tokenizer, cfg, optimizer, start = prepare_run(args)
     model.to(device)
     run = Run(args, data, tokenizer, cfg, device, out, loss_function(args), dist=dist)
+    if args.objective == "dcmh":
+        run.dcmh = dcmh_state(run, model, start.get("dcmh"))
     if args.freeze_backbones:
         run.features = frozen_features(run, model, args.feature_cache or data.root / "features")
     if dist.is_main:

@@ -67,3 +67,22 @@ def check_args(args: argparse.Namespace) -> None:
             "image features once and never reads images per step, so the image cache would be "
             "ignored; drop --image-cache"
         )
+    check_objective(args)
+
+
+def check_objective(args: argparse.Namespace) -> None:
+    """The DCMH objective's own refusals, and the schedule's."""
+    lr_end = getattr(args, "lr_end", 1e-6)
+    if not (math.isfinite(lr_end) and lr_end > 0):
+        raise UserError(f"--lr-end must be a finite number > 0, got {lr_end}")
+    if getattr(args, "objective", "triplet") != "dcmh":
+        return
+    for flag in ("gamma", "eta"):
+        if not getattr(args, flag) >= 0:
+            raise UserError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+    for flag, why in (
+        ("image_cache", "its image pass reads the images of each batch itself"),
+        ("global_triplets", "DCMH has no triplets"),
+    ):
+        if getattr(args, flag, False):
+            raise UserError(f"--{flag.replace('_', '-')} does not go with --objective dcmh ({why})")

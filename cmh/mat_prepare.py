@@ -187,7 +187,7 @@ def plan(args: argparse.Namespace) -> MatPlan:
         "source": "mat",
         "seed": args.seed,
         "mat": {
-            "path": str(args.mat),
+            "path": str(Path(args.mat).resolve()),
             "format": args.format,
             "dataset": args.dataset,
             "protocol": args.protocol or DEFAULT_PROTOCOL,

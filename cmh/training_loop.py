@@ -29,7 +29,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from cmh import progress, torchrun
 from cmh.checkpoint_io import save_checkpoint
+from cmh.curves import plot_run_curves
 from cmh.dataset import EpochSampler, HashingDataset, make_loader
+from cmh.dcmh_objective import lr_schedule
+from cmh.dcmh_training import train_dcmh_epoch
 from cmh.encoding import default_directions, encode, pad_id, retrieval_metrics
 from cmh.errors import UserError
 from cmh.frozen_features import FeatureDataset, feature_loader, load_or_extract
@@ -55,6 +58,7 @@ class Run:
     loss_fn: Callable[..., dict]  # (image codes | None, text codes | None, labels) -> loss.py dict
     features: dict | None = None
     dist: Dist = Dist()
+    dcmh: Any = None  # --objective dcmh: its buffers (cmh.dcmh_objective.DcmhState)
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """A loader over one split: shuffled and augmented for training, in id order otherwise."""
@@ -312,6 +316,15 @@ def selection_score(val: dict) -> float:
     return float(np.mean(maps))
 
 
+def set_learning_rates(optimizer, args, epoch: int) -> None:
+    """--lr-schedule linear: each group's rate falls from its base rate at epoch 1 to --lr-end at
+    the last epoch (cmh.dcmh_objective.lr_schedule); constant: the base rate throughout."""
+    if getattr(args, "lr_schedule", "constant") != "linear":
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = lr_schedule(epoch - 1, args.epochs, start=group["base_lr"], end=args.lr_end)
+
+
 def checkpoint_epoch(run: Run, model, optimizer, record: dict, best: float, best_epoch):
     """best.pt when the validation score improved (first best on ties), the metrics line, then
     last.pt; returns the new (best, best_epoch)."""
@@ -324,12 +337,14 @@ def checkpoint_epoch(run: Run, model, optimizer, record: dict, best: float, best
         "args": vars(run.args),
         "rng": rng_state(),
     }
+    if run.dcmh is not None:  # the buffers F, G and codes B: --resume continues exactly
+        state["dcmh"] = run.dcmh.state_dict()
     if "val_map_t2t" in record or "val_map_i2t" in record:
         score = selection_score(record)
         if score > best:
             best, best_epoch = score, epoch
             # best.pt is for evaluation: no optimizer state (half the size); resume uses last.pt
-            weights = {k: v for k, v in state.items() if k != "optimizer"}
+            weights = {k: v for k, v in state.items() if k not in ("optimizer", "dcmh")}
             save_checkpoint({**weights, "best": best, "best_epoch": best_epoch}, out / "best.pt")
     write_jsonl(out / "metrics.jsonl", record)  # before last.pt: see trim_metrics
     save_checkpoint({**state, "best": best, "best_epoch": best_epoch}, out / "last.pt")
@@ -353,7 +368,11 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
     ):
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
-        record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
+        set_learning_rates(optimizer, args, epoch)
+        if run.dcmh is not None:
+            record = {"epoch": epoch, **train_dcmh_epoch(run, model, optimizer, run.dcmh, epoch)}
+        else:
+            record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
         record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
         if not dist.is_main:
             continue
@@ -363,6 +382,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             query_protocol(model, run, epoch)  # reported only; selection stays on validation
         record["seconds"] = round(time.perf_counter() - t0, 3)
         best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)
+        plot_run_curves(run.out)  # RUN/curves.png: losses, validation and query curves
         log.info(
             "epoch %d  loss %.4f  %s  %.1fs",
             epoch,

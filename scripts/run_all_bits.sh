@@ -4,15 +4,79 @@
 #
 #   bash scripts/run_all_bits.sh OUT --data DIR [train.py flags]
 #   bash scripts/run_all_bits.sh runs/demo-bits --demo            # quick CPU run
+#   bash scripts/run_all_bits.sh OUT --seeds 0 1 2 --data DIR [train.py flags]
+#
+# Without --seeds: one run per code length in OUT/bits16, OUT/bits32, OUT/bits64 (train.py's
+# --seed, default 0), then scripts/results_table.py -> OUT/results.md.
+# With --seeds S1 S2 ...: one run per code length and seed in OUT/bits{B}/seed{S} (--seed S),
+# then scripts/seed_results.py OUT -> OUT/results.md (mean ± std over the seeds, then per seed),
+# OUT/results.json and OUT/seed_curves.png.
 #
 # Flags after OUT go to every train.py call; a --margin among them overrides the scaled margin
-# (argparse keeps the last occurrence).
+# (argparse keeps the last occurrence). A run folder that holds results.json has finished and is
+# skipped; one that holds last.pt but no results.json was interrupted and is continued with
+# --resume (same flags); so running the same command again continues an interrupted sweep.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: bash scripts/run_all_bits.sh OUT (--data DIR | --demo) [train.py flags]}
+usage="usage: bash scripts/run_all_bits.sh OUT [--seeds S1 S2 ...] (--data DIR | --demo) [train.py flags]"
+out=${1:?$usage}
 shift
-for bits in 16 32 64; do
-  margin=$((bits * 12 / 32))
-  python "$here/../train.py" --bits "$bits" --margin "$margin" --out "$out/bits$bits" "$@"
+
+seeds=()
+with_seeds=0
+flags=()
+while (($#)); do
+  if [[ $1 == --seeds ]]; then
+    with_seeds=1
+    shift
+    while (($#)) && [[ $1 =~ ^[0-9]+$ ]]; do
+      seeds+=("$1")
+      shift
+    done
+  else
+    flags+=("$1")
+    shift
+  fi
 done
-python "$here/results_table.py" "$out"/bits16 "$out"/bits32 "$out"/bits64 | tee "$out/results.md"
+if ((with_seeds)) && ((${#seeds[@]} == 0)); then
+  echo "error: --seeds needs one or more integer seeds, e.g. --seeds 0 1 2 ($usage)" >&2
+  exit 2
+fi
+for f in ${flags[@]+"${flags[@]}"}; do
+  if ((with_seeds)) && [[ $f == --seed || $f == --seed=* ]]; then
+    echo "error: --seed with --seeds: each run gets its seed from --seeds; drop --seed" >&2
+    exit 2
+  fi
+done
+
+# train_one DIR BITS [flags]: skip a finished run, resume an interrupted one, else start it.
+train_one() {
+  local dir=$1 bits=$2
+  shift 2
+  if [[ -f $dir/results.json ]]; then
+    echo "skipping $dir: already finished (results.json present)" >&2
+    return 0
+  fi
+  local resume=()
+  if [[ -f $dir/last.pt ]]; then
+    echo "resuming $dir: interrupted (last.pt present, no results.json)" >&2
+    resume=(--resume)
+  fi
+  python "$here/../train.py" --bits "$bits" --margin $((bits * 12 / 32)) --out "$dir" \
+    "$@" ${resume[@]+"${resume[@]}"}
+}
+
+if ((!with_seeds)); then
+  for bits in 16 32 64; do
+    train_one "$out/bits$bits" "$bits" ${flags[@]+"${flags[@]}"}
+  done
+  python "$here/results_table.py" "$out"/bits16 "$out"/bits32 "$out"/bits64 | tee "$out/results.md"
+  exit 0
+fi
+
+for bits in 16 32 64; do
+  for seed in "${seeds[@]}"; do
+    train_one "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${flags[@]+"${flags[@]}"}
+  done
+done
+python "$here/seed_results.py" "$out"

@@ -1,0 +1,127 @@
+"""DCMH's alternating schedule (``--objective dcmh``), on the same data, backbones, selection,
+evaluation and run folder as the triplet objective.
+
+One epoch, as the public code does it (shared/BASELINES.md): an image pass (n // batch random
+batches of the n training items, each a step of the image tower alone on
+:func:`cmh.dcmh_objective.dcmh_loss` with F = the image buffer, G = the text buffer), then a text
+pass (the same with the roles swapped), then B = sign(F + G) once. After each step the batch's
+rows of its modality's buffer take the step's outputs (detached). The heads are linear (no tanh:
+``ModelConfig.head_activation`` "none"); codes for evaluation are the sign of the outputs, as for
+every model here. With ``--modalities text`` one buffer G is both ``own`` and ``other`` (the
+single-modality form, as in DPSH).
+
+The batches of a pass are a function of (seed, epoch, pass) alone and each training image's
+crop and flip of (seed, epoch, item) (:class:`cmh.dataset.HashingDataset`), and the buffers are
+saved in every checkpoint (``"dcmh"``), so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cmh import progress
+from cmh.dataset import HashingDataset, collate, seed_worker
+from cmh.dcmh_objective import DcmhState, dcmh_loss, epoch_batches, similarity_rows
+from cmh.encoding import pad_id
+from cmh.frozen_features import FeatureDataset
+
+PASSES = ("image", "text")
+
+
+def new_state(run, model) -> DcmhState:
+    """F and G standard normal from the run's seed, B = sign(F + G) (single modality: G only)."""
+    n = len(run.data.splits["train"])
+    generator = torch.Generator().manual_seed(run.args.seed)
+    single = model.image is None
+    return DcmhState(n, run.cfg.bits, generator, single_modality=single, device=run.device)
+
+
+def pass_generator(seed: int, epoch: int, modality: str) -> torch.Generator:
+    """The generator of one pass's batches: a function of (seed, epoch, pass) alone."""
+    entropy = [seed % 2**32, epoch, PASSES.index(modality), 0xDC]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def pass_loader(run, modality: str, epoch: int) -> DataLoader:
+    """The batches of one pass over the training items: n // batch random batches of distinct
+    items (cmh.dcmh_objective.epoch_batches), each item loaded for ``modality`` only."""
+    args, cfg, data = run.args, run.cfg, run.data
+    n = len(data.splits["train"])
+    batches = epoch_batches(n, min(args.batch_size, n), pass_generator(args.seed, epoch, modality))
+    if run.features is not None:
+        ds = FeatureDataset(run.features, data, "train")
+        order = [b.tolist() for b in batches]
+        return DataLoader(ds, batch_sampler=order, collate_fn=lambda batch: batch)
+    ds = HashingDataset(
+        data,
+        "train",
+        tokenizer=run.tokenizer if modality == "text" else None,
+        max_length=cfg.max_length,
+        image_size=cfg.image_size,
+        train=True,
+        bow=modality == "text" and cfg.text_encoder == "bow",
+        images=modality == "image",
+        seed=args.seed,
+        framing=cfg.image_framing,
+        norm=cfg.image_norm,
+    )
+    order = [[(epoch, i) for i in b.tolist()] for b in batches]  # crops from (seed, epoch, item)
+    return DataLoader(
+        ds,
+        batch_sampler=order,
+        num_workers=args.num_workers,
+        collate_fn=functools.partial(collate, pad_id=pad_id(run.tokenizer)),
+        worker_init_fn=seed_worker,
+    )
+
+
+def _step(run, model, optimizer, state: DcmhState, modality: str, batch: dict, rows, labels):
+    """One optimiser step of ``modality``'s tower on the DCMH loss; its buffer rows updated."""
+    args = run.args
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.amp):
+        out = model.encode_image(batch) if modality == "image" else model.encode_text(batch)
+    own, other = state.buffers(modality)
+    similarity = similarity_rows(batch["labels"], labels)  # [b, n]: shares a label with item j
+    terms = dcmh_loss(out.float(), rows, own, other, state.B, similarity, args.gamma, args.eta)
+    if not torch.isfinite(terms["loss"]):
+        raise FloatingPointError(
+            f"non-finite DCMH loss ({terms['loss'].item()}) in the {modality} pass, batch item "
+            f"ids {batch['index'].tolist()}; lower --lr"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    state.update(modality, rows, out.detach().float())
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def train_dcmh_epoch(run, model, optimizer, state: DcmhState, epoch: int) -> dict:
+    """The image pass, the text pass (text alone with --modalities text), then B = sign(F + G).
+    Returns the mean of each term over the steps of both passes, and each pass's mean loss."""
+    model.train()
+    train_ids = run.data.splits["train"]
+    row_of = {item: r for r, item in enumerate(train_ids)}
+    labels = torch.from_numpy(run.data.label_matrix(train_ids)).to(run.device)
+    record: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}
+    steps = 0
+    for modality in PASSES if model.image is not None else ("text",):
+        pass_sum, pass_steps = 0.0, 0
+        for batch in progress.bar(pass_loader(run, modality, epoch), f"epoch {epoch} {modality}"):
+            batch = {k: v.to(run.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = run.prepare_batch(batch, train=True)
+            ids = batch["index"].tolist()
+            rows = torch.tensor([row_of[i] for i in ids], dtype=torch.long, device=run.device)
+            terms = _step(run, model, optimizer, state, modality, batch, rows, labels)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            pass_sum, pass_steps = pass_sum + float(terms["loss"]), pass_steps + 1
+        record[f"{modality}_loss"] = pass_sum / max(1, pass_steps)
+        steps += pass_steps
+    state.update_codes()
+    return {**{k: float(v) / max(1, steps) for k, v in sums.items()}, **record}

@@ -1,0 +1,254 @@
+"""The seed sweep scripts: run_all_bits.sh --seeds end to end on the tiny fixture (slow),
+seed_results.py and compare_recipes.py on made-up run folders, reproduce_seed.sh's train.py
+calls through a stand-in train.py (``--recipe seed`` is checked by train.py itself)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts import compare_recipes, seed_results
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+
+FAKE_TRAIN = """
+import argparse, json, pathlib, sys
+p = argparse.ArgumentParser()
+for flag in ("--out", "--data", "--recipe", "--epochs", "--device"):
+    p.add_argument(flag)
+for flag in ("--bits", "--seed", "--query-every"):
+    p.add_argument(flag, type=int)
+p.add_argument("--margin", type=float)
+p.add_argument("--demo", action="store_true")
+args = p.parse_args()
+out = pathlib.Path(args.out)
+out.mkdir(parents=True)
+(out / "args.json").write_text(json.dumps({**vars(args), "argv": sys.argv[1:]}))
+shift = 0.1 if args.recipe == "seed" else 0.0
+r = {"bits": args.bits, "margin": args.margin, "best_epoch": 1}
+for k, d in enumerate(("i2t", "t2i")):
+    r[f"map_{d}"] = r[f"map_{d}_tie_avg"] = 0.4 + shift + 0.01 * args.seed + 0.001 * k
+    r[f"seed_protocol_map_{d}"] = r[f"map_{d}"] + 0.05
+(out / "results.json").write_text(json.dumps(r))
+"""
+
+
+def made_up_run(
+    folder: Path, seed: int, bits: int, maps: dict, protocol: dict | None = None
+) -> Path:
+    """OUT/bits{B}/seed{S} with args.json and results.json (seed_protocol_* from ``protocol``)."""
+    run = folder / f"bits{bits}" / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "args.json").write_text(json.dumps({"seed": seed, "bits": bits, "data": "/d/prepared"}))
+    results = {"bits": bits, "margin": bits * 12 / 32, "best_epoch": 2}
+    for d, v in maps.items():
+        results |= {f"map_{d}": v, f"map_{d}_tie_avg": v - 0.01, f"chance_{d}": 0.2}
+    for d, v in (protocol or {}).items():
+        results[f"seed_protocol_map_{d}"] = v
+    if protocol:
+        results["seed_protocol_epoch"] = 4
+    (run / "results.json").write_text(json.dumps(results))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 2, "val_map_i2t": 0.5}) + "\n")
+    return run
+
+
+def mean_cells(markdown: str) -> list[str]:
+    """The mAP, tie-avg and queries-selected cells of results.md's mean ± std table."""
+    table = markdown.split("## Per seed")[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("| ")]
+    return [cell.strip() for row in rows[1:] for cell in row[4:7]]
+
+
+def test_seed_results_on_made_up_folders(tmp_path, capsys):
+    values = {0: 0.50, 1: 0.56, 2: 0.59}
+    for s, v in values.items():
+        made_up_run(tmp_path, s, 32, {"i2t": v, "t2i": v + 0.02}, {"i2t": v + 0.03})
+    unfinished = tmp_path / "bits32" / "seed3"
+    unfinished.mkdir()
+    assert seed_results.main([str(tmp_path)]) == 0
+    assert f"{unfinished} has no results.json" in capsys.readouterr().err
+    record = json.loads((tmp_path / "results.json").read_text())
+    (g,) = record["code_lengths"]
+    assert g["seeds"] == [0, 1, 2] and record["unfinished"] == [str(unfinished)]
+    assert [p["map_i2t"] for p in g["per_seed"]] == list(values.values())
+    assert g["stats"]["i2t"]["map"]["std"] == pytest.approx(np.std(list(values.values()), ddof=1))
+    assert g["stats"]["t2i"]["seed_protocol_map"]["n"] == 0
+    md = (tmp_path / "results.md").read_text()
+    mean = np.mean(list(values.values()))
+    assert f"{mean:.4f} ± {np.std(list(values.values()), ddof=1):.4f}" in md
+    assert (tmp_path / "seed_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert seed_results.main([str(tmp_path / "nothing")]) == 2
+    assert "no finished run under" in capsys.readouterr().err
+
+
+def test_compare_recipes_on_made_up_folders(tmp_path, capsys):
+    seed_maps = {0: 0.58, 1: 0.60, 2: 0.61}
+    for s, v in seed_maps.items():
+        for bits in (16, 32):
+            made_up_run(tmp_path / "seed-recipe", s, bits, {"i2t": v, "t2i": v}, {"i2t": v + 0.01})
+            made_up_run(tmp_path / "default-recipe", s, bits, {"i2t": v - 0.1, "t2i": v - 0.1})
+    assert compare_recipes.main([str(tmp_path)]) == 0
+    text = (tmp_path / "comparison.md").read_text()
+    assert text in capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
+    rows = [r for r in rows if r and r[0].isdigit()]
+    by = {(r[0], r[1], r[2]): r[4:] for r in rows}
+    v = list(seed_maps.values())
+    seed_val = by["32", "reference recipe (`--recipe seed`)", "validation split"]
+    assert seed_val == [f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}"] * 2
+    seed_q = by["32", "reference recipe (`--recipe seed`)", "queries (optimistic)"]
+    w = [x + 0.01 for x in v]
+    assert seed_q == [f"{np.mean(w):.4f} ± {np.std(w, ddof=1):.4f}", "—"]
+    assert by["16", "default recipe", "queries (optimistic)"] == ["—", "—"]
+    d = [x - 0.1 for x in v]
+    assert by["16", "default recipe", "validation split"][0] == (
+        f"{np.mean(d):.4f} ± {np.std(d, ddof=1):.4f}"
+    )
+    assert by["32", "published: reference implementation", "queries (optimistic)"] == [
+        "0.5986",
+        "0.6035",
+    ]
+    assert by["32", "published: DCMH (Jiang & Li, CVPR 2017)", "as published"] == [
+        "0.4732",
+        "0.5378",
+    ]
+    assert not [k for k in by if k[0] == "16" and k[1].startswith("published")]
+    assert compare_recipes.main([str(tmp_path / "nothing")]) == 2
+
+
+def run_script(*args: str, env=None, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", *args], capture_output=True, text=True, env=env or ENV, timeout=timeout
+    )
+
+
+def test_run_all_bits_refuses_bad_seed_flags(tmp_path):
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(tmp_path), "--seeds", "--demo")
+    assert r.returncode == 2 and "--seeds needs one or more integer seeds" in r.stderr
+    r = run_script(
+        str(ROOT / "scripts/run_all_bits.sh"),
+        str(tmp_path),
+        "--seeds",
+        "0",
+        "--demo",
+        "--seed",
+        "3",
+    )
+    assert r.returncode == 2 and "drop --seed" in r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def stand_in_python(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment whose ``python`` logs its arguments and runs a stand-in train.py."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (tmp_path / "fake_train.py").write_text(FAKE_TRAIN)
+    wrapper = bin_dir / "python"
+    wrapper.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$*" >> {log}\n'
+        "if [[ ${1:-} == */train.py ]]; then shift; "
+        f'exec {sys.executable} {tmp_path / "fake_train.py"} "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return {**ENV, "PATH": f"{bin_dir}:{ENV['PATH']}"}, log
+
+
+def train_calls(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "train.py" in line]
+
+
+def test_reproduce_seed_calls(tmp_path):
+    """Both sweeps, 3 code lengths x 3 seeds each, margins 6 / 12 / 24, --recipe seed on one,
+    the extra flags passed through, then comparison.md; rerun: every run skipped."""
+    env, log = stand_in_python(tmp_path)
+    out = tmp_path / "out"
+    script = str(ROOT / "scripts/reproduce_seed.sh")
+    r = run_script(script, "/data/iapr", str(out), "--device", "cuda", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls = train_calls(log)
+    assert len(calls) == 18
+    for recipe, flag in (("seed-recipe", "--recipe seed"), ("default-recipe", None)):
+        mine = [c for c in calls if f"{out}/{recipe}/" in c]
+        assert len(mine) == 9
+        for c in mine:
+            bits, seed = map(int, re.search(r"bits(\d+)/seed(\d+)", c).groups())
+            assert f"--bits {bits} --margin {bits * 12 // 32} " in c and f"--seed {seed}" in c
+            assert "--data /data/iapr" in c and c.endswith("--device cuda")
+            assert "--query-every 10" in c and (flag in c if flag else "--recipe" not in c)
+        assert sorted({re.search(r"bits\d+/seed\d+", c).group() for c in mine}) == sorted(
+            f"bits{b}/seed{s}" for b in (16, 32, 64) for s in (0, 1, 2)
+        )
+        assert (out / recipe / "results.md").is_file()
+    text = (out / "comparison.md").read_text()
+    assert "0.5986" in text and "0.4732" in text and "0.5100 ± 0.0100" in text
+    log.unlink()
+    r = run_script(script, "/data/iapr", str(out), "--device", "cuda", env=env)
+    assert r.returncode == 0 and r.stderr.count("already finished (results.json present)") == 18
+    assert train_calls(log) == []
+
+
+def test_reproduce_seed_demo_passes_demo_and_extra_flags(tmp_path):
+    env, log = stand_in_python(tmp_path)
+    r = run_script(
+        str(ROOT / "scripts/reproduce_seed.sh"),
+        "--demo",
+        str(tmp_path / "o"),
+        "--epochs",
+        "2",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls = train_calls(log)
+    assert len(calls) == 18
+    assert all("--demo" in c and "--data" not in c and c.endswith("--epochs 2") for c in calls)
+    assert all("--query-every 2" in c for c in calls)
+    r = run_script(str(ROOT / "scripts/reproduce_seed.sh"), "--demo", env=env)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_all_bits_with_seeds_end_to_end(tiny_prepared, tmp_path, tiny_flags):
+    """Two seeds at 16 / 32 / 64 bits on the tiny fixture, one epoch each: run folders
+    bits{B}/seed{S}, results.md with ± in every mean cell, results.json with per-seed entries;
+    a rerun skips the finished runs and resumes the one whose results.json is gone."""
+    flags = [
+        f
+        for i, f in enumerate(tiny_flags)
+        if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
+    ]
+    out = tmp_path / "sweep"
+    cmd = [str(ROOT / "scripts/run_all_bits.sh"), str(out), "--seeds", "0", "1"]
+    cmd += ["--data", str(tiny_prepared), *flags, "--epochs", "1", "--query-every", "1"]
+    r = run_script(*cmd, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for bits in (16, 32, 64):
+        for seed in (0, 1):
+            run = out / f"bits{bits}" / f"seed{seed}"
+            assert json.loads((run / "args.json").read_text())["seed"] == seed
+            results = json.loads((run / "results.json").read_text())
+            assert (results["bits"], results["margin"]) == (bits, bits * 12 / 32)
+    cells = mean_cells((out / "results.md").read_text())
+    assert len(cells) == 3 * 2 * 3 and all(" ± " in c for c in cells), cells
+    record = json.loads((out / "results.json").read_text())
+    assert [g["bits"] for g in record["code_lengths"]] == [16, 32, 64]
+    for g in record["code_lengths"]:
+        assert [p["seed"] for p in g["per_seed"]] == [0, 1]
+        assert all(isinstance(p["map_i2t"], float) for p in g["per_seed"])
+    assert (out / "seed_curves.png").is_file()
+
+    (out / "bits16" / "seed1" / "results.json").unlink()
+    r = run_script(*cmd, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("already finished (results.json present)") == 5
+    assert f"resuming {out}/bits16/seed1" in r.stderr
+    assert (out / "bits16" / "seed1" / "results.json").is_file()
