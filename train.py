@@ -183,6 +183,20 @@ def final_evaluation(run: Run) -> dict:
     return results
 
 
+def check_processes(args: argparse.Namespace, dist) -> None:
+    """What the number of torchrun processes rules out."""
+    if args.batch_size % dist.world:
+        raise UserError(
+            f"--batch-size {args.batch_size} (the global batch) must be divisible "
+            f"by the number of processes, {dist.world}"
+        )
+    if args.objective == "dcmh" and dist.enabled:
+        raise UserError(
+            "--objective dcmh runs in one process: its buffers F, G and B are not yet kept "
+            "consistent over torchrun ranks; run it without torchrun"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args)
@@ -195,16 +209,7 @@ def run(args: argparse.Namespace) -> int:
             args.text_model if args.text_encoder == "bert" else None,
         )
     dist, device = torchrun.init(resolve_device(args.device))
-    if args.batch_size % dist.world:
-        raise UserError(
-            f"--batch-size {args.batch_size} (the global batch) must be divisible "
-            f"by the number of processes, {dist.world}"
-        )
-    if args.objective == "dcmh" and dist.enabled:
-        raise UserError(
-            "--objective dcmh runs in one process: its buffers F, G and B are not yet kept "
-            "consistent over torchrun ranks; run it without torchrun"
-        )
+    check_processes(args, dist)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     setup_logging(out if dist.is_main else None)

@@ -75,6 +75,7 @@ class HashingDataset(Dataset):
 
     ``__getitem__`` -> {"image": [3, S, S] float (if images), "input_ids": [L] long (if a
     tokenizer), "labels": [C] float {0, 1}, "bow": [V] float counts (if bow), "index": id}.
+    Images come from files or from rows of the folder's uint8 array (:mod:`cmh.image_array`).
     Captions are tokenized once here (:func:`tokenize_captions`), never per step; those longer
     than ``max_length`` tokens are cut, counted in ``n_truncated`` and the count is logged (INFO,
     logger "data"), once per split and run (:func:`reset_truncation_reports`).

@@ -192,9 +192,9 @@ def test_train_main_with_image_cache(prepared, tmp_path, tiny_flags, monkeypatch
 
     calls = []
 
-    def spy(u8, size, train, generator=None):
+    def spy(u8, size, train, generator=None, **framing):
         calls.append((tuple(u8.shape), train))
-        return gpu_transform(u8, size, train, generator)
+        return gpu_transform(u8, size, train, generator, **framing)
 
     monkeypatch.setattr(training_loop, "gpu_transform", spy)
     out = tmp_path / "run"
