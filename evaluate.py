@@ -133,9 +133,7 @@ def encode_splits(args: argparse.Namespace, state: dict, model, tokenizer, data,
 
     cfg, splits = model.config, (args.split_query, args.split_database)
     amp = args.amp and device.type == "cuda"
-    saved_cache = state.get("args", {}).get("feature_cache")
-    dirs = [Path(d) for d in (saved_cache, data.root / "features") if d]
-    cache = reusable_cache(model, data.root, dirs, amp)
+    cache = reusable_cache(model, data.root, state.get("args", {}), amp)
     if cache is not None:
         log.info("frozen backbones: encoding from the feature cache %s (as training did)", cache)
         return encode_from_cache(model, cache, data, splits, args.batch_size, device, amp)

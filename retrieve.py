@@ -101,9 +101,7 @@ def run_index(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     model, tokenizer, cfg = load_model(state, device)
     check_labels_match(cfg.label_names, data, data_dir)
-    saved_cache = state.get("args", {}).get("feature_cache")
-    dirs = [Path(d) for d in (saved_cache, data.root / "features") if d]
-    cache = reusable_cache(model, data.root, dirs, amp=False)
+    cache = reusable_cache(model, data.root, state.get("args", {}), amp=False)
     if cache is not None:  # a --freeze-backbones model: the heads over the run's cached features
         print(f"frozen backbones: encoding from the feature cache {cache}", file=sys.stderr)
         encoded = encode_from_cache(

@@ -84,10 +84,13 @@ def cache_file(model, data_root: Path, cache_dir: Path, amp: bool) -> Path:
     return Path(cache_dir) / f"features-{cache_key(model, data_root, precision)}.pt"
 
 
-def reusable_cache(model, data_root: Path, cache_dirs: list[Path], amp: bool) -> Path | None:
+def reusable_cache(model, data_root: Path, saved_args: dict, amp: bool) -> Path | None:
     """For evaluate.py and retrieve.py: the cached features a frozen-backbone model (trained with
-    --freeze-backbones) can be encoded from, found in ``cache_dirs`` by the key training uses;
-    None for a model whose backbones trained, or when no matching file exists."""
+    --freeze-backbones) can be encoded from, found by the key training uses in the run's
+    --feature-cache (``saved_args``: the checkpoint's arguments) or DATA/features; None for a
+    model whose backbones trained, or when no matching file exists."""
+    saved = saved_args.get("feature_cache")
+    cache_dirs = [Path(d) for d in (saved, Path(data_root) / "features") if d]
     cfg = model.config
     frozen = cfg.freeze_text_encoder or model.text is None
     frozen = frozen and (cfg.freeze_image_backbone or model.image is None)
