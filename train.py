@@ -190,11 +190,6 @@ def check_processes(args: argparse.Namespace, dist) -> None:
             f"--batch-size {args.batch_size} (the global batch) must be divisible "
             f"by the number of processes, {dist.world}"
         )
-    if args.objective == "dcmh" and dist.enabled:
-        raise UserError(
-            "--objective dcmh runs in one process: its buffers F, G and B are not yet kept "
-            "consistent over torchrun ranks; run it without torchrun"
-        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,14 @@ single-modality form, as in DPSH).
 The batches of a pass are a function of (seed, epoch, pass) alone and each training image's
 crop and flip of (seed, epoch, item) (:class:`cmh.dataset.HashingDataset`), and the buffers are
 saved in every checkpoint (``"dcmh"``), so ``--resume`` continues exactly.
+
+Under torchrun each rank takes its slice of every batch (``--batch-size`` is the global batch)
+and the buffers stay identical on every rank: after each step the slices' outputs and rows are
+gathered and every rank writes all of them; gradients are averaged over the (equal) slices, and
+BatchNorm statistics are rank 0's after each pass.
+The likelihood and quantization terms are then exactly those of one process with the same batch;
+the balance term differs slightly: each rank's sees the other ranks' rows of the current batch at
+their buffer values (from the previous pass), not at this step's outputs.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cmh import progress
+from cmh import progress, torchrun
 from cmh.dataset import HashingDataset, collate, seed_worker
 from cmh.dcmh_objective import DcmhState, dcmh_loss, epoch_batches, similarity_rows
 from cmh.encoding import pad_id
+from cmh.errors import UserError
 from cmh.frozen_features import FeatureDataset
 
 PASSES = ("image", "text")
@@ -35,6 +44,11 @@ PASSES = ("image", "text")
 def new_state(run, model) -> DcmhState:
     """F and G standard normal from the run's seed, B = sign(F + G) (single modality: G only)."""
     n = len(run.data.splits["train"])
+    if run.dist.enabled and n < run.args.batch_size:  # a pass's batches split in equal slices
+        raise UserError(
+            f"--objective dcmh under torchrun needs at least --batch-size {run.args.batch_size} "
+            f"training items, found {n}: lower --batch-size"
+        )
     generator = torch.Generator().manual_seed(run.args.seed)
     single = model.image is None
     return DcmhState(n, run.cfg.bits, generator, single_modality=single, device=run.device)
@@ -53,6 +67,7 @@ def pass_loader(run, modality: str, epoch: int) -> DataLoader:
     args, cfg, data = run.args, run.cfg, run.data
     n = len(data.splits["train"])
     batches = epoch_batches(n, min(args.batch_size, n), pass_generator(args.seed, epoch, modality))
+    batches = [b.chunk(run.dist.world)[run.dist.rank] for b in batches]  # this rank's slices
     if run.features is not None:
         ds = FeatureDataset(run.features, data, "train")
         order = [b.tolist() for b in batches]
@@ -95,8 +110,10 @@ def _step(run, model, optimizer, state: DcmhState, modality: str, batch: dict, r
         )
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
+    torchrun.average_gradients(run.dist, model)  # equal slices: the rank mean is the batch's
     optimizer.step()
-    state.update(modality, rows, out.detach().float())
+    rows, out = torchrun.gather_all(run.dist, rows), torchrun.gather_all(run.dist, out.detach())
+    state.update(modality, rows, out.float())
     return {k: v.detach() for k, v in terms.items()}
 
 
@@ -123,5 +140,12 @@ def train_dcmh_epoch(run, model, optimizer, state: DcmhState, epoch: int) -> dic
             pass_sum, pass_steps = pass_sum + float(terms["loss"]), pass_steps + 1
         record[f"{modality}_loss"] = pass_sum / max(1, pass_steps)
         steps += pass_steps
+        torchrun.broadcast_module(run.dist, model)  # BatchNorm statistics: rank 0's
     state.update_codes()
-    return {**{k: float(v) / max(1, steps) for k, v in sums.items()}, **record}
+    if not torchrun.same_on_all_ranks(
+        run.dist, [t for t in (state.F, state.G, state.B) if t is not None]
+    ):
+        raise RuntimeError(f"epoch {epoch}: the DCMH buffers differ between the torchrun ranks")
+    means = torchrun.all_mean(run.dist, {k: v / max(1, steps) for k, v in sums.items()})
+    passes = {k: torch.tensor(v, device=run.device) for k, v in record.items()}
+    return {k: float(v) for k, v in {**means, **torchrun.all_mean(run.dist, passes)}.items()}

@@ -89,3 +89,54 @@ def gather(dist: Dist, x: torch.Tensor) -> torch.Tensor:
     tdist.all_gather(parts, x.detach().contiguous())
     parts[dist.rank] = x
     return torch.cat(parts)
+
+
+def gather_all(dist: Dist, x: torch.Tensor) -> torch.Tensor:
+    """Concatenate the detached `x` [b, ...] of every rank in rank order (equal b on every rank)."""
+    if not dist.enabled:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.world)]
+    tdist.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts)
+
+
+def average_gradients(dist: Dist, module: torch.nn.Module) -> None:
+    """Replace every gradient of `module` by its mean over the ranks (one collective). Every rank
+    must hold gradients for the same parameters (the same tower stepped on every rank)."""
+    if not dist.enabled:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    tdist.all_reduce(flat)
+    flat /= dist.world
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
+
+
+def broadcast_module(dist: Dist, module: torch.nn.Module, parameters: bool = False) -> None:
+    """Rank 0's buffers (BatchNorm running statistics), and its parameters too with
+    ``parameters``, on every rank."""
+    if not dist.enabled:
+        return
+    tensors = [*module.parameters(), *module.buffers()] if parameters else module.buffers()
+    with torch.no_grad():
+        for tensor in tensors:
+            tdist.broadcast(tensor, 0)
+
+
+def same_on_all_ranks(dist: Dist, tensors: list[torch.Tensor]) -> bool:
+    """Whether every rank holds the same ``tensors``, by two float64 checksums of each (the plain
+    sum and a position-weighted one), compared as their minimum and maximum over the ranks."""
+    if not dist.enabled:
+        return True
+    sums = []
+    for t in tensors:
+        flat = t.detach().reshape(-1).double()
+        weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64)
+        sums += [flat.sum(), (flat * weights.remainder(9973)).sum()]
+    low, high = torch.stack(sums), torch.stack(sums).clone()
+    tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
+    tdist.all_reduce(high, op=tdist.ReduceOp.MAX)
+    return bool(torch.equal(low, high))

@@ -232,12 +232,20 @@ def _without_default(add):
     return lambda *flags, **kw: add(*flags, **{**kw, "default": argparse.SUPPRESS})
 
 
+def demo_layer(args: argparse.Namespace) -> dict:
+    """DEMO_DEFAULTS, less its Adam learning rate when the run's solver is SGD (given, or the
+    recipe's, as under --recipe dcmh): 3e-4 is an Adam step size, and the SGD schedule's own
+    learning rate (the recipe's, or DEFAULTS') is the one that goes with it."""
+    solver = args.solver or RECIPES[args.recipe].get("solver") or DEFAULTS.get("solver")
+    return {k: v for k, v in DEMO_DEFAULTS.items() if not (k == "lr" and solver == "sgd")}
+
+
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
     one given at its default value)."""
     args = parser(description=description).parse_args(argv)
     args.given = sorted(vars(parser(defaults=False).parse_args(argv)))
-    for layer in (DEMO_DEFAULTS if args.demo else {}, RECIPES[args.recipe], DEFAULTS):
+    for layer in (demo_layer(args) if args.demo else {}, RECIPES[args.recipe], DEFAULTS):
         for key, value in layer.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)

@@ -356,7 +356,11 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
     Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
     args, dist = run.args, run.dist
     loader = run.loader("train", train=True)
-    trained = DistributedDataParallel(model) if dist.enabled else model
+    if run.dcmh is not None:  # its own gradient averaging (cmh.dcmh_training); rank 0's start
+        trained = model
+        torchrun.broadcast_module(dist, model, parameters=True)
+    else:
+        trained = DistributedDataParallel(model) if dist.enabled else model
     if getattr(
         args, "compile", False
     ):  # the training forward only; evaluation and checkpoints use `model` itself

@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         data = load_prepared(args.data)
-        ids = [item["id"] for item in data.items] if args.split == "all" else data.splits[args.split]
+        ids = (
+            [item["id"] for item in data.items] if args.split == "all" else data.splits[args.split]
+        )
         items = [data.items[row] for row in data.rows(list(ids))]
         captions = [c for item in items for c in (item.get("captions") or [item["caption"]])]
         tokenizer = load_tokenizer(args.text_model)

@@ -110,3 +110,39 @@ def test_two_processes_full_model_run(tiny_prepared, tmp_path, tiny_flags):
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     assert {"map_i2t", "map_t2i"} <= set(results)
     assert sorted(p.name for p in (tmp_path / "two").glob("*.pt")) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.slow
+def test_two_processes_dcmh_equals_one(tiny_prepared, tmp_path, tiny_flags):
+    """--objective dcmh under torchrun keeps F, G and B identical on every rank (rank 0 writes
+    them) and, with the balance term off (--eta 0: the one term that sees the other ranks' rows
+    of a batch at their buffer values, see cmh/dcmh_training.py), equals one process with the same
+    global batch: every step's likelihood and quantization gradient is the batch's. Frozen
+    features (no augmentation, no BatchNorm in training). Tolerance 1e-4, as above."""
+    flags = [*tiny_flags, "--objective", "dcmh", "--eta", "0", "--freeze-backbones",
+             "--feature-cache", str(tmp_path / "features"), "--epochs", "3", "--eval-every", "3"]  # fmt: skip
+    launch(1, tiny_prepared, tmp_path / "one", flags)
+    launch(2, tiny_prepared, tmp_path / "two", flags)
+    (la, one), (lb, two) = (losses_and_weights(tmp_path / n) for n in ("one", "two"))
+    assert len(la) == len(lb) == 3 and la[0] != la[-1]
+    for a, b in zip(la, lb, strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a), (la, lb)
+    for k, v in one["model"].items():
+        torch.testing.assert_close(two["model"][k], v, atol=1e-4, rtol=0, msg=k)
+    for k in ("F", "G"):
+        torch.testing.assert_close(two["dcmh"][k], one["dcmh"][k], atol=1e-4, rtol=0, msg=k)
+    codes = torch.where(two["dcmh"]["F"] + two["dcmh"]["G"] >= 0, 1.0, -1.0)
+    assert torch.equal(two["dcmh"]["B"], codes)
+
+
+@pytest.mark.slow
+def test_two_processes_dcmh_full_model_run(tiny_prepared, tmp_path, tiny_flags):
+    """Both backbones fine-tuned under torchrun with the whole DCMH objective: the run checks
+    after every epoch that all ranks hold the same F, G and B (checksums; it stops with an error
+    otherwise), and rank 0's run folder has the final evaluation."""
+    flags = [*tiny_flags, "--objective", "dcmh", "--epochs", "1"]
+    launch(2, tiny_prepared, tmp_path / "two", flags)
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert {"map_i2t", "map_t2i"} <= set(results)
+    state = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["dcmh"]
+    assert torch.equal(state["B"], torch.where(state["F"] + state["G"] >= 0, 1.0, -1.0))

@@ -44,6 +44,15 @@ def test_explicit_flags_win_over_the_recipe_and_demo_sizes_over_both():
     assert (demo.image_norm, demo.triplets) == ("cifar10", "reference")  # the recipe's settings
 
 
+def test_the_demo_adam_rate_never_drives_sgd():
+    """--demo's lr 3e-4 is an Adam step: under an SGD recipe the recipe's own rate stays."""
+    dcmh = train.parse_args(["--demo", "--recipe", "dcmh"])
+    assert (dcmh.solver, dcmh.lr, dcmh.lr_schedule) == ("sgd", 10**-1.5, "linear")
+    assert (dcmh.epochs, dcmh.batch_size, dcmh.image_size) == (8, 32, 64)  # the CPU sizes
+    assert train.parse_args(["--demo", "--objective", "dcmh"]).lr == 3e-4  # Adam: the demo's
+    assert train.parse_args(["--demo", "--recipe", "dcmh", "--lr", "0.1"]).lr == 0.1
+
+
 def test_help_lists_every_difference():
     text = train._parser().format_help()
     for setting in recipes.differences():

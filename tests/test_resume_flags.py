@@ -42,7 +42,10 @@ def test_resume_refuses_a_changed_flag(first_run, capsys, changed, named):
     assert train.main(["--out", str(first_run), "--resume", "--epochs", "2", *changed]) == 2
     err = capsys.readouterr().err
     assert f"error: --resume: {named} ({first_run / 'args.json'})" in err
-    assert "only --epochs, --eval-every, --device, --num-workers, --progress, --query-every may change on resume" in err
+    assert (
+        "only --epochs, --eval-every, --device, --num-workers, --progress, --query-every may change on resume"
+        in err
+    )
     after = {p: (first_run / p).read_bytes() for p in before}
     assert after == before  # nothing trained, nothing rewritten
 
