@@ -10,7 +10,9 @@
 # --seed, default 0), then scripts/results_table.py -> OUT/results.md.
 # With --seeds S1 S2 ...: one run per code length and seed in OUT/bits{B}/seed{S} (--seed S),
 # then scripts/seed_results.py OUT -> OUT/results.md (mean ± std over the seeds, then per seed),
-# OUT/results.json and OUT/seed_curves.png.
+# OUT/results.json and OUT/seed_curves.png. With --seeds every run also measures the queries every
+# 10 epochs (2 with --demo; a --query-every among the flags overrides it): the reference's
+# protocol, in its own column labelled optimistic, never used to choose the epoch.
 #
 # Flags after OUT go to every train.py call; a --margin among them overrides the scaled margin
 # (argparse keeps the last occurrence). A run folder that holds results.json has finished and is
@@ -74,9 +76,19 @@ if ((!with_seeds)); then
   exit 0
 fi
 
+# both protocols: the queries are also measured every K epochs (the reference's protocol, reported
+# beside ours and never used for selection), K = 10 (2 with --demo) unless --query-every is given
+protocol=(--query-every 10)
+for f in ${flags[@]+"${flags[@]}"}; do
+  if [[ $f == --demo ]]; then protocol=(--query-every 2); fi
+done
+for f in ${flags[@]+"${flags[@]}"}; do
+  if [[ $f == --query-every || $f == --query-every=* ]]; then protocol=(); fi
+done
 for bits in 16 32 64; do
   for seed in "${seeds[@]}"; do
-    train_one "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${flags[@]+"${flags[@]}"}
+    train_one "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${protocol[@]+"${protocol[@]}"} \
+      ${flags[@]+"${flags[@]}"}
   done
 done
 python "$here/seed_results.py" "$out"

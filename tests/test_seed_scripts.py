@@ -167,6 +167,29 @@ def train_calls(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if "train.py" in line]
 
 
+@pytest.mark.parametrize(
+    ("source", "protocol"),
+    [(["--demo"], "--query-every 2"), (["--data", "/d"], "--query-every 10"),
+     (["--demo", "--query-every", "3"], None)],
+)  # fmt: skip
+def test_run_all_bits_seeds_measure_both_protocols(tmp_path, source, protocol):
+    """--seeds runs also measure the queries (the reference's protocol, reported only) unless a
+    --query-every is given, and the table then fills the queries-selected column."""
+    env, log = stand_in_python(tmp_path)
+    out = tmp_path / "o"
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(out), "--seeds", "0", "1", *source,
+                   env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls = train_calls(log)
+    assert len(calls) == 6
+    for c in calls:
+        assert c.count("--query-every") == 1
+        assert (protocol in c) if protocol else c.endswith("--query-every 3")
+    table = (out / "results.md").read_text().split("## Per seed")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "±" in line]
+    assert len(rows) == 6 and all(line.count("±") == 3 for line in rows)
+
+
 def test_reproduce_seed_calls(tmp_path):
     """Both sweeps, 3 code lengths x 3 seeds each, margins 6 / 12 / 24, --recipe seed on one,
     the extra flags passed through, then comparison.md; rerun: every run skipped."""
