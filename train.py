@@ -67,24 +67,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return train_flags.parse_args(argv, description=__doc__)
 
 
-def model_config(args: argparse.Namespace, data) -> ModelConfig:
+def model_config(args: argparse.Namespace, data=None) -> ModelConfig:
+    """The model of ``args``; without ``data`` (the pretrained-model check before any work) no
+    bag-of-words width and no label names."""
+    clip = args.backbone == "clip"
     return ModelConfig(
         bits=args.bits,
-        image_encoder="none" if args.modalities == "text" else "resnet18",
+        image_encoder="none" if args.modalities == "text" else "clip" if clip else args.image_model,
         image_weights=args.image_weights,
+        clip_model=args.clip_model if clip else "",
+        head_dropout=args.head_dropout,
         image_size=args.image_size,
         image_framing=args.image_framing,
         image_norm=args.image_norm,
         freeze_image_backbone=args.freeze_image_backbone or args.freeze_backbones,
         freeze_text_encoder=args.freeze_backbones,
-        text_encoder=args.text_encoder,
+        text_encoder="clip" if clip else args.text_encoder,
         text_model=args.text_model,
         pooling=args.pooling,
         head_activation="none" if args.objective == "dcmh" else "tanh",
         max_length=args.max_length,
         text_dropout=args.text_dropout,
-        bow_dim=data.bow_dim(),
-        label_names=list(data.label_names),
+        bow_dim=data.bow_dim() if data is not None else 0,
+        label_names=list(data.label_names) if data is not None else [],
     )
 
 
@@ -199,10 +204,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_new_run(out, args.resume)
     if not args.resume:  # both towers' pretrained models, before any work
-        check_pretrained(
-            None if args.modalities == "text" else args.image_weights,
-            args.text_model if args.text_encoder == "bert" else None,
-        )
+        check_pretrained(model_config(args))
     dist, device = torchrun.init(resolve_device(args.device))
     check_processes(args, dist)
     if dist.is_main:

@@ -76,13 +76,15 @@ def build(size: dict, device: torch.device):
     """CrossModalHasher (ResNet-18 + BERT of ``size``, random init) and its Adam, seed 0."""
     from transformers import BertConfig, BertModel
 
-    from models import CrossModalHasher, ImageHasher, ModelConfig, TextHasher, _resnet18
+    from cmh.image_backbones import build_backbone
+    from models import CrossModalHasher, ImageHasher, ModelConfig, TextHasher
 
     torch.manual_seed(0)
     cfg = ModelConfig(bits=TRAIN_BITS, image_weights="none", image_size=size["image"])
     bert = BertModel(BertConfig(**size["bert"]), add_pooling_layer=False)
+    backbone, width = build_backbone("resnet18", None, size["image"])
     model = CrossModalHasher(
-        cfg, ImageHasher(TRAIN_BITS, _resnet18(None)), TextHasher(TRAIN_BITS, bert)
+        cfg, ImageHasher(TRAIN_BITS, backbone, width=width), TextHasher(TRAIN_BITS, bert)
     )
     model.to(device).train()
     return model, torch.optim.Adam(model.parameters(), lr=1e-5, weight_decay=5e-4)

@@ -6,7 +6,7 @@ augmentation) and training touches only the hash layers: sweeps over bits, margi
 take seconds, and CPU-only runs at the real scale become possible.
 
 The cache file is keyed by the dataset (its manifest), the model (the backbones' weights, image
-size, tokenizer, maximum length, pooling) and the extraction precision (bf16 autocast or float32):
+size and normalisation, tokenizer, maximum length, pooling) and the extraction precision (bf16 autocast or float32):
 any change gives a new key, never a stale feature.
 """
 
@@ -48,6 +48,7 @@ def cache_key(model, data_root: Path, precision: str) -> str:
     settings = {
         "precision": precision,
         "image_size": cfg.image_size,
+        "image_norm": cfg.image_norm,  # the input statistics change every image feature
         "max_length": cfg.max_length,
         "pooling": cfg.pooling,
         "tokenizer": cfg.tokenizer_json,

@@ -42,7 +42,7 @@ from cmh.errors import UserError
 from cmh.image_array import load_item_image
 from cmh.images import RESIZE_FACTOR
 from cmh.prepared import PreparedData
-from cmh.recipes import NORMS
+from cmh.recipes import norm_stats
 
 log = logging.getLogger("image_cache")
 
@@ -242,7 +242,7 @@ def gpu_transform(
     from ``generator``, a CPU generator (None: torch's default CPU generator, which train.py's
     checkpoints save, so a resumed run draws the same crops); train, ``squash``: the resize to
     S x S, then the flip; eval: a bilinear, antialiased resize to S x S (no randomness).
-    Values: (x / 255 - mean) / std with the ``norm`` statistics (cmh.recipes.NORMS).
+    Values: (x / 255 - mean) / std with the ``norm`` statistics (cmh.recipes.norm_stats).
     """
     if u8_batch.dtype != torch.uint8 or u8_batch.dim() != 4 or u8_batch.shape[1] != 3:
         raise ValueError(
@@ -259,7 +259,7 @@ def gpu_transform(
         x = _crop_flip(u8_batch, image_size, generator).float()
     else:
         x = _resize(u8_batch.float(), image_size)
-    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) * 255 for v in NORMS[norm])
+    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) * 255 for v in norm_stats(norm))
     return (x - mean) / std
 
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from cmh.errors import UserError
-from cmh.recipes import FRAMINGS, NORMS
+from cmh.recipes import FRAMINGS, NORMS, norm_stats
 
 IMAGENET_MEAN, IMAGENET_STD = NORMS["imagenet"]
 RESIZE_FACTOR = 1.143  # squash-crop training: resize to int(S * 1.143) square, random S x S crop
@@ -37,12 +37,12 @@ class ImageTransform:
     ) -> None:
         from torchvision.transforms import Normalize  # here: importing torchvision costs seconds
 
-        if framing not in FRAMINGS or norm not in NORMS:
-            raise UserError(f"unknown --image-framing {framing!r} or --image-norm {norm!r}")
+        if framing not in FRAMINGS:
+            raise UserError(f"unknown --image-framing {framing!r}")
         self.size, self.train, self.framing = image_size, train, framing
         crop = train and framing == "squash-crop"
         self.resize_size = int(image_size * RESIZE_FACTOR) if crop else image_size
-        self.normalize = Normalize(*NORMS[norm])
+        self.normalize = Normalize(*norm_stats(norm))
 
     def __call__(
         self, image: Image.Image, generator: torch.Generator | None = None

@@ -52,14 +52,14 @@ def image_problem(weights: str | None, url: str) -> str | None:
     if weights != "imagenet":
         if Path(weights).is_file():
             return None
-        return f"--image-weights {weights}: no such file (a ResNet-18 state dict, imagenet or none)"
+        return f"--image-weights {weights}: no such file (a state dict of --image-model, imagenet or none)"
     local = torchvision_weights_file(url)
     if local.is_file() or reachable(TORCH_HOST):
         return None
     return (
         f"--image-weights imagenet: torchvision's ImageNet weights are not in {local} and "
         f"{TORCH_HOST} cannot be reached. Place {local.name} there, pass --image-weights PATH (a "
-        "ResNet-18 state dict) or --image-weights none (random initialisation)"
+        "state dict of --image-model) or --image-weights none (random initialisation)"
     )
 
 
@@ -94,21 +94,61 @@ def _in_hf_cache(name: str) -> bool:
     return isinstance(found, str)
 
 
-def check_towers(image_weights: str | None, image_url: str | None, text_model: str | None) -> None:
-    """UserError naming every tower whose pretrained model cannot be had (image, text or both).
-    ``image_url`` None: no image tower; ``text_model`` None: no pretrained text tower."""
-    problems = [
-        p
-        for p in (
-            image_problem(image_weights, image_url) if image_url is not None else None,
-            text_problem(text_model),
+def timm_problem(name: str, weights: str | None) -> str | None:
+    """Why timm's pretrained weights of ``timm:NAME`` cannot be had (they come from the hub)."""
+    if weights != "imagenet":
+        return image_problem(weights, "") if weights else None
+    import timm
+
+    config = timm.get_pretrained_cfg(name.removeprefix("timm:"))
+    hub_id = getattr(config, "hf_hub_id", None)
+    if hub_id and (_in_hf_cache(hub_id) or hub_reachable()):
+        return None
+    return (
+        f"--image-weights imagenet: timm's pretrained weights of {name} are not in the Hugging "
+        f"Face cache and {HF_HOST} cannot be reached; pass --image-weights PATH (a state dict of "
+        "this model) or --image-weights none (random initialisation)"
+    )
+
+
+def clip_problem(name: str | None) -> str | None:
+    """Why the CLIP model ``name`` (hub name, local folder, 'tiny' or None) cannot be had."""
+    if name in (None, "tiny"):
+        return None
+    hint = (
+        "pass --clip-model FOLDER (a transformers CLIPModel: config.json, weights, tokenizer "
+        "files) or --clip-model tiny (a small random CLIP)"
+    )
+    if Path(name).is_dir():
+        return (
+            None
+            if (Path(name) / "config.json").is_file()
+            else f"--clip-model {name}: no config.json; {hint}"
         )
-        if p is not None
-    ]
+    if _in_hf_cache(name) or hub_reachable():
+        return None
+    return f"--clip-model {name}: not a folder, not in the Hugging Face cache, and {HF_HOST} cannot be reached; {hint}"
+
+
+def check_towers(
+    image_weights: str | None,
+    image_url: str | None,
+    text_model: str | None,
+    image_model: str = "resnet18",
+    clip_model: str | None = None,
+) -> None:
+    """UserError naming every tower whose pretrained model cannot be had (image, text, CLIP).
+    ``image_url`` None: no torchvision image tower; ``text_model`` None: no pretrained text
+    tower; ``clip_model`` None: no CLIP."""
+    if image_model.startswith("timm:"):
+        image = timm_problem(image_model, image_weights)
+    else:
+        image = image_problem(image_weights, image_url) if image_url is not None else None
+    problems = [p for p in (image, text_problem(text_model), clip_problem(clip_model)) if p]
     if problems:
         head = (
             "a pretrained model is missing"
             if len(problems) == 1
-            else "2 pretrained models are missing"
+            else f"{len(problems)} pretrained models are missing"
         )
         raise UserError(head + ":\n  - " + "\n  - ".join(problems))

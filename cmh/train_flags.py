@@ -11,7 +11,9 @@ import argparse
 
 from cmh import progress
 from cmh.cli import Parser
-from cmh.recipes import FRAMINGS, NORMS, RECIPES
+from cmh.clip_towers import CLIP_MAX_LENGTH
+from cmh.image_backbones import timm_norm
+from cmh.recipes import FRAMINGS, NORMS, RECIPES, norm_name
 from cmh.recipes import help_text as recipe_help
 
 # A flag not given takes, in order: DEMO_DEFAULTS (with --demo: CPU sizes), the --recipe's value
@@ -56,6 +58,42 @@ def _data_flags(a) -> None:
     a("--recipe", choices=tuple(RECIPES), default="default", help=recipe_help())
 
 
+def _backbone_flags(a) -> None:
+    """The image model, its weights, CLIP and the head's dropout (part of the model group)."""
+    a(
+        "--image-model",
+        default="resnet18",
+        help="image backbone: a torchvision classification builder name (resnet50, vit_b_16, "
+        "convnext_tiny, ...) or timm:NAME (any timm model); the hash layer goes on its pooled "
+        "feature",
+    )
+    a(
+        "--image-weights",
+        help="imagenet (torchvision's DEFAULT weights of --image-model; timm's pretrained) | none "
+        "| PATH to a state dict of --image-model, by key or by position (default imagenet; none "
+        "with --demo)",
+    )
+    a(
+        "--backbone",
+        choices=("separate", "clip"),
+        default="separate",
+        help="separate: --image-model and --text-model; clip: both towers from one CLIP "
+        "(--clip-model), its statistics, 224 px weights and tokenizer (--max-length 32)",
+    )
+    a(
+        "--clip-model",
+        default="openai/clip-vit-base-patch32",
+        help="--backbone clip: hub name, local folder of a transformers CLIPModel, or 'tiny' (a "
+        "small random CLIP with a vocabulary built from the training captions)",
+    )
+    a(
+        "--head-dropout",
+        type=float,
+        default=0.0,
+        help="dropout before each hash layer (0.2 in the CLIP hashing toolboxes)",
+    )
+
+
 def _model_flags(a) -> None:
     a("--bits", type=int, help="code length (default 32)")
     a(
@@ -64,10 +102,7 @@ def _model_flags(a) -> None:
         default="both",
         help="both towers, or the text tower alone (T->T loss and metric)",
     )
-    a(
-        "--image-weights",
-        help="imagenet | none | PATH to a ResNet-18 state dict (default imagenet; none with --demo)",
-    )
+    _backbone_flags(a)
     a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
     a(
         "--image-framing",
@@ -251,4 +286,18 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.margin is None:
         args.margin = MARGIN_PER_BIT * args.bits
+    backbone_defaults(args)
     return args
+
+
+def backbone_defaults(args: argparse.Namespace) -> None:
+    """What a backbone brings unless given: CLIP's statistics and --max-length 32 (the CLIP
+    toolboxes'), a timm model's pretrained-config mean/std (as "r,g,b/r,g,b")."""
+    given = set(args.given)
+    if args.backbone == "clip":
+        if "max_length" not in given:
+            args.max_length = CLIP_MAX_LENGTH
+        if "image_norm" not in given:
+            args.image_norm = "clip"
+    elif "image_norm" not in given and (stats := timm_norm(args.image_model)) is not None:
+        args.image_norm = norm_name(*stats)

@@ -93,3 +93,21 @@ def test_bench_frozen_runs(capsys, tiny_prepared, tiny_flags):
     bench = load_bench("bench_frozen")
     assert bench.main(["--data", str(tiny_prepared), "--", *tiny_flags]) == 0
     assert "epoch time ratio full / frozen" in capsys.readouterr().out
+
+
+def test_bench_backbones_runs(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--models", "resnet18", "clip:tiny", "--steps", "1", "--batch-size", "4",
+                "--image-size", "32"]  # fmt: skip
+        assert load_bench("bench_backbones").main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [
+        x
+        for x in capsys.readouterr().out.splitlines()
+        if x.startswith("| resnet18") or x.startswith("| clip:tiny")
+    ]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00 |")

@@ -76,7 +76,9 @@ def test_image_cache_with_frozen_backbones_is_refused(tiny_prepared, tmp_path, t
 def fake_model(seed: int = 0) -> SimpleNamespace:
     """What cache_key reads of a model: its config and the image backbone's weights."""
     torch.manual_seed(seed)
-    config = SimpleNamespace(image_size=32, max_length=24, pooling="cls", tokenizer_json="{}")
+    config = SimpleNamespace(
+        image_size=32, image_norm="imagenet", max_length=24, pooling="cls", tokenizer_json="{}"
+    )
     return SimpleNamespace(
         config=config, image=SimpleNamespace(backbone=torch.nn.Linear(3, 2)), text=None
     )
@@ -92,6 +94,9 @@ def test_feature_cache_key_holds_the_precision(tmp_path):
     assert frozen_features.cache_key(fake_model(), tmp_path, "fp32") == fp32
     assert frozen_features.cache_key(model, tmp_path, "bf16") == bf16
     assert frozen_features.cache_key(fake_model(seed=1), tmp_path, "fp32") != fp32
+    other_norm = fake_model()
+    other_norm.config.image_norm = "cifar10"  # other input statistics: other image features
+    assert frozen_features.cache_key(other_norm, tmp_path, "fp32") != fp32
     assert frozen_features.extraction_precision(True) == "bf16"
     assert frozen_features.extraction_precision(False) == "fp32"
     with pytest.raises(ValueError, match="precision must be 'bf16' or 'fp32'"):
