@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             results["best_epoch"],
             format_table(results),
         )
-        log.info("%s", where_it_went(out, results["best_epoch"], args.demo))
+        log.info("%s", where_it_went(out, results["best_epoch"], args.demo, args.given))
     return 0
 
 

@@ -164,10 +164,16 @@ def resolve_amp(args: argparse.Namespace, device: torch.device, is_main: bool) -
     args.amp = bool(args.amp and device.type == "cuda")
 
 
-def where_it_went(out: Path, best_epoch: int | None, demo: bool = False) -> str:
-    """The run folder, its files and the next commands (printed at the end of a run)."""
+def where_it_went(out: Path, best_epoch: int | None, demo: bool = False, given=()) -> str:
+    """The run folder, its files and the next commands (printed at the end of a run); for the
+    demo also how to run it again (the exact command when only --demo, --out and --progress
+    were given)."""
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    again = f"; again: python train.py --demo --out {out}-2" if demo else ""
+    again = ""
+    if demo and set(given) <= {"demo", "out", "progress"}:
+        again = f"; again: python train.py --demo --out {out}-2"
+    elif demo:
+        again = f"; again: the same command with --out {out}-2"
     return (
         f"run folder {out} (best epoch {best_epoch}): {', '.join(files)}\n"
         f"next: python evaluate.py --checkpoint {out / 'best.pt'}; "

@@ -260,3 +260,14 @@ def test_a_captured_run_has_no_escape_sequences(tiny_prepared, tiny_flags, tmp_p
     finally:
         progress.configure(None)
     assert "\r" in capfd.readouterr().err
+
+
+def test_the_demo_says_how_to_run_it_again(tmp_path):
+    from cmh.run_folder import where_it_went
+
+    (tmp_path / "best.pt").write_bytes(b"")
+    plain = where_it_went(tmp_path, 8, demo=True, given=["demo", "progress"])
+    assert f"again: python train.py --demo --out {tmp_path}-2" in plain
+    other = where_it_went(tmp_path, 8, demo=True, given=["demo", "backbone", "clip_model"])
+    assert f"again: the same command with --out {tmp_path}-2" in other
+    assert "again" not in where_it_went(tmp_path, 8, demo=False, given=["data"])
