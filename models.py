@@ -326,8 +326,13 @@ def _clip_towers(cfg: ModelConfig, captions: list[str] | None, pretrained: bool)
     else:
         raise UserError("the model config holds no CLIP architecture; cannot rebuild it")
     vision, words = clip_backbones(clip)
-    if cfg.max_length > words.max_positions or cfg.max_length == 0:
-        cfg.max_length = min(cfg.max_length or words.max_positions, words.max_positions)
+    if cfg.max_length == 0:  # never cut: the text model's own limit
+        cfg.max_length = words.max_positions
+    if cfg.max_length > words.max_positions:
+        raise UserError(
+            f"--max-length {cfg.max_length} is more than the {words.max_positions} positions of "
+            f"the CLIP text model {cfg.clip_model}; use --max-length {words.max_positions} or less"
+        )
     cfg.clip_config, cfg.tokenizer_json = clip_config_json(clip), tokenizer_to_json(tokenizer)
     image = text = None
     if cfg.image_encoder == "clip":

@@ -49,3 +49,26 @@ def test_tiny_clip_in_frozen_feature_mode(tiny_prepared, tiny_flags, tmp_path, c
         assert evaluate.main(["--checkpoint", str(out / "best.pt"), "--no-progress"]) == 0
     assert "encoding from the feature cache" in caplog.text
     assert f"I2T         {results['map_i2t']:.4f}" in capsys.readouterr().out
+
+
+def test_per_tower_rates_and_the_text_limit():
+    """--optimizer separate: CLIP's vision half with the image head, its text half with the text
+    head, every trainable parameter in exactly one group; --max-length beyond CLIP's positions
+    refused when the architecture comes from a checkpoint's config."""
+    import pytest
+
+    import models
+    from cmh.errors import UserError
+
+    cfg = models.ModelConfig(image_encoder="clip", text_encoder="clip", clip_model="tiny",
+                             image_size=32, max_length=24, image_norm="clip")  # fmt: skip
+    model, _ = models.build_model(cfg, ["a red car", "two dogs on the grass"])
+    args = train.parse_args(["--optimizer", "separate", "--image-lr", "1e-3", "--text-lr", "1e-4"])
+    groups = train.build_optimizer(args, model).param_groups
+    assert [(g["name"], g["lr"]) for g in groups] == [("image", 1e-3), ("text", 1e-4)]
+    ids = [{id(p) for p in g["params"]} for g in groups]
+    assert not ids[0] & ids[1]
+    assert ids[0] | ids[1] == {id(p) for p in model.parameters() if p.requires_grad}
+    too_long = models.ModelConfig.from_dict({**model.config.to_dict(), "max_length": 500})
+    with pytest.raises(UserError, match="--max-length 500 is more than the 32 positions"):
+        models.build_model(too_long, pretrained=False)
