@@ -14,21 +14,34 @@
 # 10 epochs (2 with --demo; a --query-every among the flags overrides it): the reference's
 # protocol, in its own column labelled optimistic, never used to choose the epoch.
 #
+# --parallel N: up to N trainings at once, each its own process (on a GPU whose steps are bound by
+# kernel launches this multiplies throughput); each run's console output goes to DIR.console.log
+# beside its run folder (train.log inside it as always), and the script waits for all, names every
+# run that failed and exits 1 if any did. Default 1: one after the other, output on the terminal.
+#
 # Flags after OUT go to every train.py call; a --margin among them overrides the scaled margin
 # (argparse keeps the last occurrence). A run folder that holds results.json has finished and is
 # skipped; one that holds last.pt but no results.json was interrupted and is continued with
 # --resume (same flags); so running the same command again continues an interrupted sweep.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-usage="usage: bash scripts/run_all_bits.sh OUT [--seeds S1 S2 ...] (--data DIR | --demo) [train.py flags]"
+usage="usage: bash scripts/run_all_bits.sh OUT [--seeds S1 S2 ...] [--parallel N] (--data DIR | --demo) [train.py flags]"
 out=${1:?$usage}
 shift
 
 seeds=()
 with_seeds=0
+parallel=1
 flags=()
 while (($#)); do
-  if [[ $1 == --seeds ]]; then
+  if [[ $1 == --parallel ]]; then
+    if (($# < 2)) || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
+      echo "error: --parallel needs a number of runs >= 1, e.g. --parallel 3 ($usage)" >&2
+      exit 2
+    fi
+    parallel=$2
+    shift 2
+  elif [[ $1 == --seeds ]]; then
     with_seeds=1
     shift
     while (($#)) && [[ $1 =~ ^[0-9]+$ ]]; do
@@ -68,10 +81,49 @@ train_one() {
     "$@" ${resume[@]+"${resume[@]}"}
 }
 
+# launch DIR BITS [flags]: train_one now (--parallel 1), or in the background with its output in
+# DIR.console.log and its exit status in DIR.rc, at most $parallel at once.
+launched=()
+launch() {
+  if ((parallel == 1)); then
+    train_one "$@"
+    return
+  fi
+  while (($(jobs -rp | wc -l) >= parallel)); do
+    wait -n || true
+  done
+  local dir=$1
+  mkdir -p "$(dirname "$dir")"
+  rm -f "$dir.rc"
+  (
+    set +e
+    train_one "$@" >"$dir.console.log" 2>&1
+    echo $? >"$dir.rc"
+  ) &
+  launched+=("$dir")
+  echo "started $dir (output: $dir.console.log)" >&2
+}
+
+# finish: wait for the background runs; name every one that failed and stop with status 1.
+finish() {
+  wait
+  local failed=()
+  for dir in ${launched[@]+"${launched[@]}"}; do
+    if [[ $(cat "$dir.rc" 2>/dev/null) != 0 ]]; then failed+=("$dir"); fi
+  done
+  if ((${#failed[@]})); then
+    for dir in "${failed[@]}"; do
+      echo "error: $dir failed (exit status $(cat "$dir.rc" 2>/dev/null || echo unknown)); see $dir.console.log" >&2
+    done
+    exit 1
+  fi
+}
+
 if ((!with_seeds)); then
   for bits in 16 32 64; do
-    train_one "$out/bits$bits" "$bits" ${flags[@]+"${flags[@]}"}
+    launch "$out/bits$bits" "$bits" ${flags[@]+"${flags[@]}"}
   done
+  finish
   python "$here/results_table.py" "$out"/bits16 "$out"/bits32 "$out"/bits64 | tee "$out/results.md"
   exit 0
 fi
@@ -87,8 +139,9 @@ for f in ${flags[@]+"${flags[@]}"}; do
 done
 for bits in 16 32 64; do
   for seed in "${seeds[@]}"; do
-    train_one "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${protocol[@]+"${protocol[@]}"} \
+    launch "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${protocol[@]+"${protocol[@]}"} \
       ${flags[@]+"${flags[@]}"}
   done
 done
+finish
 python "$here/seed_results.py" "$out"

@@ -275,3 +275,80 @@ def test_run_all_bits_with_seeds_end_to_end(tiny_prepared, tmp_path, tiny_flags)
     assert r.stderr.count("already finished (results.json present)") == 5
     assert f"resuming {out}/bits16/seed1" in r.stderr
     assert (out / "bits16" / "seed1" / "results.json").is_file()
+
+
+SLOW_TRAIN = """
+import json, os, pathlib, sys, time
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--out") + 1])
+bits = int(args[args.index("--bits") + 1])
+log = pathlib.Path(os.environ["SPAN_LOG"])
+with log.open("a") as f:
+    f.write(f"start {out} {time.time()}\\n")
+print(f"training {out}")
+time.sleep(1.0)
+if str(bits) == os.environ.get("FAIL_BITS"):
+    sys.exit(3)
+out.mkdir(parents=True)
+seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 0
+(out / "args.json").write_text(json.dumps({"seed": seed, "bits": bits}))
+r = {"bits": bits, "margin": bits * 12 / 32, "best_epoch": 1}
+for d in ("i2t", "t2i"):
+    r |= {f"map_{d}": 0.5, f"map_{d}_tie_avg": 0.5, f"chance_{d}": 0.2}
+(out / "results.json").write_text(json.dumps(r))
+with log.open("a") as f:
+    f.write(f"end {out} {time.time()}\\n")
+"""
+
+
+def parallel_env(tmp_path: Path, fail_bits: str = "") -> tuple[dict, Path]:
+    env, _ = stand_in_python(tmp_path)
+    (tmp_path / "fake_train.py").write_text(SLOW_TRAIN)  # the stand-in python runs this one
+    spans = tmp_path / "spans.log"
+    return {**env, "SPAN_LOG": str(spans), "FAIL_BITS": fail_bits}, spans
+
+
+def max_overlap(spans: Path) -> int:
+    events = sorted(
+        (float(t), 1 if kind == "start" else -1)
+        for kind, _, t in (line.split() for line in spans.read_text().splitlines())
+    )
+    running = best = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def test_parallel_runs_at_most_n_at_once_with_their_own_logs(tmp_path):
+    env, spans = parallel_env(tmp_path)
+    out = tmp_path / "o"
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(out), "--seeds", "0", "1",
+                   "--parallel", "3", "--data", "/d", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert max_overlap(spans) == 3  # 6 runs of 1 s, 3 at a time
+    for bits in (16, 32, 64):
+        for seed in (0, 1):
+            run = out / f"bits{bits}" / f"seed{seed}"
+            assert (run / "results.json").is_file()
+            assert f"training {run}" in Path(f"{run}.console.log").read_text()
+    assert (out / "results.md").is_file()
+    spans.unlink()
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(tmp_path / "o2"), "--data", "/d",
+                   env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert max_overlap(spans) == 1  # default: one after the other
+
+
+def test_parallel_names_the_failed_runs(tmp_path):
+    env, _ = parallel_env(tmp_path, fail_bits="32")
+    out = tmp_path / "o"
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(out), "--parallel", "2",
+                   "--data", "/d", env=env)  # fmt: skip
+    assert r.returncode == 1
+    assert f"error: {out}/bits32 failed (exit status 3); see {out}/bits32.console.log" in r.stderr
+    assert (out / "bits16" / "results.json").is_file() and (
+        out / "bits64" / "results.json"
+    ).is_file()
+    r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(out), "--parallel", "0", env=env)
+    assert r.returncode == 2 and "--parallel needs a number of runs >= 1" in r.stderr
