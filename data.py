@@ -2,6 +2,7 @@
 
     python data.py prepare --iapr-root DIR --saiapr-root DIR --out DATA   # the raw archives
     python data.py prepare --lists DIR --images DIR --annotations DIR --out DATA  # iapr_* lists
+    python data.py prepare --twemoji DIR --emojilib DIR --out DATA  # Twemoji + emojilib packages
     python data.py demo --out DIR      # a generated dataset in the raw layout, prepared
 
 The prepare step (:mod:`cmh.prepare_step`) reads the input once, drops unusable items (with
@@ -62,14 +63,31 @@ def add_mat_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_twemoji_flags(p: argparse.ArgumentParser) -> None:
+    """``prepare --twemoji``: Twemoji images with emojilib keywords (:mod:`cmh.twemoji`)."""
+    p.add_argument(
+        "--twemoji",
+        type=Path,
+        help="the unpacked emoji-datasource-twitter npm package (emoji.json, img/twitter/64/); "
+        "split defaults: 200 query, 1000 train, 100 val",
+    )
+    p.add_argument(
+        "--emojilib",
+        type=Path,
+        help="--twemoji: the unpacked emojilib npm package (dist/emoji-en-US.json keywords)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The ``prepare`` and ``demo`` subcommands."""
     parser = Parser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
-        "prepare", help="read raw IAPR/SAIAPR files, iapr_* lists or a .mat set, write --out"
+        "prepare",
+        help="read raw IAPR/SAIAPR files, iapr_* lists, a .mat set or Twemoji, write --out",
     )
     add_mat_flags(p)
+    add_twemoji_flags(p)
     a = p.add_argument
     a("--iapr-root", type=Path, help="raw: folder with images/NN/ID.jpg, annotations_complete_eng/")
     a("--saiapr-root", type=Path, help="raw: SAIAPR folder with NN/labels.txt (and wlist.txt)")
@@ -89,14 +107,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a(
         "--n-query",
         type=int,
-        help="raw: number of query items (default 2000; --mat: the protocol's)",
+        help="raw: number of query items (default 2000; --mat: the protocol's; --twemoji: 200)",
     )
     a(
         "--n-train",
         type=int,
-        help="raw: training items drawn from the database (default 10000; --mat: the protocol's)",
+        help="raw: training items drawn from the database (default 10000; --mat: the protocol's; "
+        "--twemoji: 1000)",
     )
-    a("--n-val", type=int, default=1000, help="validation items from database minus train")
+    a(
+        "--n-val",
+        type=int,
+        help="validation items from database minus train (default 1000; --twemoji: 100)",
+    )
     a("--seed", type=int, default=0, help="seed of the split")
     a("--vocab-size", type=int, default=2912, help="bag-of-words vocabulary size")
     a(

@@ -8,6 +8,7 @@ Data on disk
     iapr_raw        the raw IAPR TC-12 annotations and SAIAPR labels, and their folder layout
     iapr_lists      the preprocessed iapr_train / iapr_test / iapr_retrieval lists
     bag_of_words    the bag-of-words tokenizer, vocabulary and count vectors
+    twemoji         Twemoji images + emojilib keywords (prepare --twemoji)
     prepare_step    read an input, drop unusable items, split, write a prepared folder
     splits          the seeded split and the protocol checks every reader re-runs
     prepared        a prepared folder read and checked (PreparedData, load_prepared)

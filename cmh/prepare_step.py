@@ -1,7 +1,8 @@
 """The prepare step for cross-modal hashing (its CLI is ``python data.py prepare``).
 
 :func:`prepare` reads the raw IAPR TC-12 + SAIAPR TC-12 layout (or the preprocessed ``iapr_*``
-lists, or with ``--mat`` a benchmark set in MATLAB files: :mod:`cmh.mat_prepare`) once, drops
+lists, or with ``--mat`` a benchmark set in MATLAB files: :mod:`cmh.mat_prepare`, or with
+``--twemoji`` the Twemoji images and emojilib keywords: :mod:`cmh.twemoji`) once, drops
 unusable items, draws seeded splits (:mod:`cmh.splits`) and writes a prepared folder. Training
 and evaluation only read that folder, through :func:`cmh.prepared.load_prepared`.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmh import hamming_metrics, iapr_lists, iapr_raw
+from cmh import hamming_metrics, iapr_lists, iapr_raw, image_array, twemoji
 from cmh.bag_of_words import build_vocab
 from cmh.errors import UserError
 from cmh.images import image_decodes
@@ -210,8 +211,12 @@ SHARED_WITH_MAT = ("n_query", "n_train", "images")  # --images: the --format cli
 
 
 def input_mode(args: argparse.Namespace) -> str:
-    """Return "mat", "raw" or "lists" from the flags given; UserError on a mix or a missing
-    flag."""
+    """Return "twemoji", "mat", "raw" or "lists" from the flags given; UserError on a mix or a
+    missing flag."""
+    if getattr(args, "twemoji", None) is not None or getattr(args, "emojilib", None) is not None:
+        others = {"mat": "--mat", **RAW_FLAGS, **LISTS_FLAGS, **MAT_FLAGS}
+        twemoji.check_flags(args, {a: f for a, f in others.items() if a not in twemoji.FLAGS})
+        return "twemoji"
     if getattr(args, "mat", None) is not None:
         flags = {**RAW_FLAGS, **LISTS_FLAGS}
         given = [f for a, f in flags.items() if getattr(args, a) is not None]
@@ -268,7 +273,7 @@ def _manifest_line(item: dict, out: Path) -> str:
         "caption": item["caption"],
         "labels": item["labels"],
     }
-    for key in ("captions", "bow", "name"):  # captions, name: --mat sets (cmh.mat_prepare)
+    for key in ("captions", "bow", "name"):  # captions, name: --mat sets; name: --twemoji
         if key in item:
             line[key] = item[key]
     return json.dumps(line, ensure_ascii=False)
@@ -299,8 +304,14 @@ def prepare(args: argparse.Namespace) -> dict:
     mode = input_mode(args)
     if args.vocab_size < 1:
         raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
+    if mode == "twemoji":
+        return _prepare_staged(args, twemoji)
+    if args.n_val is None:
+        args.n_val = 1000
     if mode == "mat":
-        return _prepare_mat(args)
+        from cmh import mat_prepare  # h5py and scipy: only this input needs them
+
+        return _prepare_staged(args, mat_prepare)
     defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": iapr_lists.LISTS_BOW_COLUMNS,
                 "label_columns": iapr_lists.LISTS_LABEL_COLUMNS}  # fmt: skip
     for name, value in defaults.items():
@@ -323,19 +334,18 @@ def prepare(args: argparse.Namespace) -> dict:
     return _write_prepared(args, kept, dropped, label_names, splits, bow_width, extra)
 
 
-def _prepare_mat(args: argparse.Namespace) -> dict:
-    """--mat: :mod:`cmh.mat_prepare` reads, checks, drops and splits the set, and copies the
-    images held in the file into the staging folder; the rest is written as for every input."""
-    from cmh import image_array, mat_prepare  # h5py and scipy: only this input needs them
-
+def _prepare_staged(args: argparse.Namespace, source) -> dict:
+    """--mat and --twemoji: ``source`` (:mod:`cmh.mat_prepare`, :mod:`cmh.twemoji`) reads,
+    checks, drops and splits the set (``plan``), and copies the images it holds into the staging
+    folder (``stage_images``); the rest is written as for every input."""
     check_out(args.out, args.overwrite)
-    planned = mat_prepare.plan(args)
+    planned = source.plan(args)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        staged = mat_prepare.stage_images(planned, tmp)
+        staged = source.stage_images(planned, tmp)
         summary = _write_prepared(
             args, planned.kept, planned.dropped, planned.label_names, planned.splits,
             planned.bow_width, planned.extra, staged,
