@@ -185,7 +185,8 @@ def parse_args(argv=None):
     )
     p.add_argument("--finetune-epochs", type=int, default=3, help="epochs of finetune")
     p.add_argument("--finetune-bits", type=int, default=32, help="code length of finetune")
-    p.add_argument("--split", nargs="*", default=[], help="prepare's split flags (default its own)")
+    for flag in ("--n-query", "--n-train", "--n-val"):
+        p.add_argument(flag, type=int, help=f"prepare's {flag} (default: the set's own)")
     args = p.parse_args(argv)
     if "frozen" not in args.methods and "random-proj" in args.methods:
         p.error("--methods random-proj projects the features frozen's runs cached: add frozen")
@@ -198,7 +199,10 @@ def prepare(args) -> Path:
     prepared = args.out / "prepared"
     if not (prepared / "manifest.jsonl").is_file():
         argv = ["prepare", "--twemoji", str(args.twemoji), "--emojilib", str(args.emojilib),
-                "--out", str(prepared), *args.split]  # fmt: skip
+                "--out", str(prepared)]  # fmt: skip
+        for flag in ("n_query", "n_train", "n_val"):
+            if getattr(args, flag) is not None:
+                argv += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
         if data.main(argv) != 0:
             raise SystemExit("error: data.py " + shlex.join(argv) + " failed")
     return prepared
