@@ -48,11 +48,12 @@ def cache_key(model, data_root: Path, precision: str) -> str:
     settings = {
         "precision": precision,
         "image_size": cfg.image_size,
-        "image_norm": cfg.image_norm,  # the input statistics change every image feature
         "max_length": cfg.max_length,
         "pooling": cfg.pooling,
         "tokenizer": cfg.tokenizer_json,
     }
+    if model.image is not None:  # the input statistics change every image feature
+        settings["image_norm"] = cfg.image_norm
     h.update(json.dumps(settings, sort_keys=True).encode())
     if model.image is not None:
         _tensor_digest(h, model.image.backbone)
