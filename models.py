@@ -351,9 +351,10 @@ def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained:
     or both from cfg.clip_model.
     pretrained=False (rebuilding from a checkpoint): architectures only; load the state dict next.
     """
-    validate_config(cfg)
     if pretrained:
-        check_pretrained(cfg)
+        check_pretrained(cfg)  # validates cfg first
+    else:
+        validate_config(cfg)
     image = text = tokenizer = None
     if "clip" in (cfg.image_encoder, cfg.text_encoder):
         image, text, tokenizer = _clip_towers(cfg, captions, pretrained)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cmh.errors import UserError
-from cmh.model_sources import hub_reachable
+from cmh.model_sources import offline_kwargs
 from cmh.text_encoders import SPECIAL_TOKENS, train_wordpiece
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image processor statistics
@@ -116,7 +116,7 @@ def _pretrained_clip(name: str):
     from transformers import AutoTokenizer, CLIPModel
 
     local = Path(name).is_dir()
-    offline = {} if local or hub_reachable() else {"local_files_only": True}
+    offline = offline_kwargs(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, **offline)
         # transformers 5 loads in the checkpoint's dtype by default; the towers train in float32

@@ -112,7 +112,7 @@ def _step(run, model, optimizer, state: DcmhState, modality: str, batch: dict, r
     terms["loss"].backward()
     torchrun.average_gradients(run.dist, model)  # equal slices: the rank mean is the batch's
     optimizer.step()
-    rows, out = torchrun.gather_all(run.dist, rows), torchrun.gather_all(run.dist, out.detach())
+    rows, out = torchrun.gather(run.dist, rows), torchrun.gather(run.dist, out.detach())
     state.update(modality, rows, out.float())
     return {k: v.detach() for k, v in terms.items()}
 

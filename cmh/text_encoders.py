@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmh.errors import UserError
-from cmh.model_sources import hub_reachable
+from cmh.model_sources import offline_kwargs
 
 SPECIAL_TOKENS = {
     "pad_token": "[PAD]",
@@ -73,8 +73,7 @@ def _load_pretrained_text(name: str, dropout: float | None = None):
     from transformers import AutoModel, AutoTokenizer
 
     local = Path(name).is_dir()
-    # no hub reachable: the cache only, at once (transformers would retry for about a minute)
-    offline = {} if local or hub_reachable() else {"local_files_only": True}
+    offline = offline_kwargs(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, **offline)
         encoder = AutoModel.from_pretrained(name, **_dropout_overrides(dropout), **offline)

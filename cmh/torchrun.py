@@ -91,15 +91,6 @@ def gather(dist: Dist, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def gather_all(dist: Dist, x: torch.Tensor) -> torch.Tensor:
-    """Concatenate the detached `x` [b, ...] of every rank in rank order (equal b on every rank)."""
-    if not dist.enabled:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.world)]
-    tdist.all_gather(parts, x.detach().contiguous())
-    return torch.cat(parts)
-
-
 def average_gradients(dist: Dist, module: torch.nn.Module) -> None:
     """Replace every gradient of `module` by its mean over the ranks (one collective). Every rank
     must hold gradients for the same parameters (the same tower stepped on every rank)."""

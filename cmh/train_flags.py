@@ -271,7 +271,7 @@ def demo_layer(args: argparse.Namespace) -> dict:
     """DEMO_DEFAULTS, less its Adam learning rate when the run's solver is SGD (given, or the
     recipe's, as under --recipe dcmh): 3e-4 is an Adam step size, and the SGD schedule's own
     learning rate (the recipe's, or DEFAULTS') is the one that goes with it."""
-    solver = args.solver or RECIPES[args.recipe].get("solver") or DEFAULTS.get("solver")
+    solver = args.solver or RECIPES[args.recipe].get("solver")
     return {k: v for k, v in DEMO_DEFAULTS.items() if not (k == "lr" and solver == "sgd")}
 
 

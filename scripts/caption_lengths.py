@@ -65,12 +65,10 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     from cmh.errors import UserError
-    from cmh.model_sources import hub_reachable
+    from cmh.model_sources import offline_kwargs
 
-    local = Path(name).is_dir()
-    offline = {} if local or hub_reachable() else {"local_files_only": True}
     try:
-        return AutoTokenizer.from_pretrained(name, use_fast=True, **offline)
+        return AutoTokenizer.from_pretrained(name, use_fast=True, **offline_kwargs(name))
     except Exception as e:  # offline hub lookups and unreadable folders raise OSError and friends
         raise UserError(
             f"--text-model {name}: cannot load its tokenizer ({type(e).__name__}: {e}); "

@@ -184,10 +184,9 @@ def train_argv(prepared: Path, out: Path, flags: list[str]) -> list[str]:
     return ["--data", str(prepared), "--out", str(out), *flags]
 
 
-def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
-    """Train (or resume, or reuse: see `run_decision`) `python train.py --data PREPARED --out OUT
-    FLAGS` and read its results."""
-    argv = train_argv(prepared, out, flags)
+def train_or_reuse(argv: list[str], out: Path) -> dict:
+    """Train (or resume, or reuse: see `run_decision`) `python train.py ARGV` (whose --out is
+    `out`) and return its results.json."""
     decision = run_decision(out, argv)
     if decision != "reuse":
         begin_attempt(out, fresh=decision == "fresh")
@@ -195,7 +194,14 @@ def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
         if train.main(run_argv) != 0:
             raise SystemExit(f"error: python train.py {shlex.join(run_argv)} failed")
         end_attempt(out)
-    r = json.loads((out / "results.json").read_text())
+    return json.loads((out / "results.json").read_text())
+
+
+def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
+    """Train (or resume, or reuse) `python train.py --data PREPARED --out OUT FLAGS` and read its
+    results."""
+    argv = train_argv(prepared, out, flags)
+    r = train_or_reuse(argv, out)
     seconds = out / "wall_seconds.txt"
     return {
         "map": r["map_t2t"],

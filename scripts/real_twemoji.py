@@ -40,10 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 import data  # noqa: E402
 import retrieve  # noqa: E402
-import train  # noqa: E402
 from cmh.errors import UserError  # noqa: E402
 from cmh.hamming_metrics import chance_level, mean_average_precision  # noqa: E402
-from scripts.real_captions import begin_attempt, end_attempt, minilm_folder, run_decision  # noqa: E402
+from scripts.real_captions import minilm_folder, run_decision, train_or_reuse  # noqa: E402
 
 METHODS = ("random-towers", "frozen", "dcmh", "finetune", "random-proj")
 QUERIES = ("a happy face", "a red fruit", "a flag of an island country")
@@ -83,14 +82,7 @@ def method_flags(method: str, args) -> list[str]:
 def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
     """Train, resume or reuse ``python train.py --data PREPARED --out OUT FLAGS``; its results."""
     argv = ["--data", str(prepared), "--out", str(out), *flags, "--no-progress"]
-    decision = run_decision(out, argv)
-    if decision != "reuse":
-        begin_attempt(out, fresh=decision == "fresh")
-        run_argv = ["--out", str(out), "--resume"] if decision == "resume" else argv
-        if train.main(run_argv) != 0:
-            raise SystemExit(f"error: python train.py {shlex.join(run_argv)} failed")
-        end_attempt(out)
-    r = json.loads((out / "results.json").read_text())
+    r = train_or_reuse(argv, out)
     return {
         **{k: r[k] for k in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg")},
         "chance": r["chance_i2t"],

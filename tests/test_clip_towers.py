@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import cmh.clip_towers as ct
+from cmh import model_sources
 from cmh.errors import UserError
 
 CAPTIONS = [
@@ -182,7 +183,7 @@ def test_tiny_needs_captions(captions):
 
 @pytest.mark.parametrize("name", ["missing-folder/clip", "no-such-org/no-such-clip-model"])
 def test_unavailable_model_offline_names_the_flag(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(ct, "hub_reachable", lambda: False)
+    monkeypatch.setattr(model_sources, "hub_reachable", lambda: False)
     monkeypatch.chdir(tmp_path)  # "missing-folder/clip" is not a folder here
     with pytest.raises(UserError, match="--clip-model") as err:
         ct.load_clip(name, None, ct.CLIP_IMAGE_SIZE, ct.CLIP_MAX_LENGTH)
@@ -209,7 +210,7 @@ def clip_folder(tiny, tmp_path):
 
 
 def test_local_folder_loads_and_round_trips(clip_folder, monkeypatch):
-    monkeypatch.setattr(ct, "hub_reachable", lambda: False)
+    monkeypatch.setattr(model_sources, "hub_reachable", lambda: False)
     model, tokenizer = ct.load_clip(str(clip_folder), None, SIZE, 24)
     model.eval()
     assert next(model.parameters()).dtype == torch.float32
@@ -234,6 +235,6 @@ def test_local_folder_loads_and_round_trips(clip_folder, monkeypatch):
 
 
 def test_local_folder_image_size_must_match(clip_folder, monkeypatch):
-    monkeypatch.setattr(ct, "hub_reachable", lambda: False)
+    monkeypatch.setattr(model_sources, "hub_reachable", lambda: False)
     with pytest.raises(UserError, match=f"--image-size {SIZE}"):
         ct.load_clip(str(clip_folder), None, 64, 24)
