@@ -75,6 +75,7 @@ class ModelConfig:
     tiny_vocab_size: int = 2000
     label_names: list[str] = field(default_factory=list)
     head_dropout: float = 0.0  # dropout before each hash layer (0.2 in the CLIP toolboxes)
+    head_norm: str = "none"  # none | batchnorm (centred, scaled head inputs: see HashHead)
     clip_model: str = ""  # --backbone clip: hub name, local folder or "tiny"
     clip_config: str | None = None  # filled by build_model: the CLIPModel config as JSON
     text_config: str | None = None  # filled by create_model: the encoder config as JSON
@@ -95,12 +96,21 @@ class ModelConfig:
 
 
 class HashHead(nn.Module):
-    """(Dropout p, when p > 0), Linear(in, bits) with Xavier initialisation, then tanh: outputs
-    in (-1, 1)."""
+    """(Dropout p, when p > 0), (input norm), Linear(in, bits) with Xavier initialisation, then
+    tanh: outputs in (-1, 1).
+
+    The input norm (``ModelConfig.head_norm`` "batchnorm": BatchNorm1d without affine
+    parameters, set by :func:`build_model`) centres and scales each feature by its batch
+    statistics in training and by their running averages in evaluation, where it is an affine
+    map folded into the linear layer: the same function class, better conditioned. It matters
+    for DCMH's balance term, sum_k (sum_i f_ik)^2 over all n training items: with raw
+    non-negative backbone features (ReLU then pooling) its curvature along the input mean is
+    about (b / n) |mean|^2, so that term dominates and the codes collapse (docs/dcmh.md)."""
 
     def __init__(self, in_features: int, bits: int, dropout: float = 0.0):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.norm: nn.Module = nn.Identity()
         self.linear = nn.Linear(in_features, bits)
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -108,7 +118,7 @@ class HashHead(nn.Module):
     tanh = True  # False: linear outputs (DCMH's objective; ModelConfig.head_activation "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in] -> [B, bits] in (-1, 1)
-        out = self.linear(self.dropout(x))
+        out = self.linear(self.norm(self.dropout(x)))
         return torch.tanh(out) if self.tanh else out
 
 
@@ -281,6 +291,7 @@ def validate_config(cfg: ModelConfig) -> None:
         "text_encoder": ("bert", "bow", "clip", "none"),
         "pooling": ("cls", "mean"),
         "head_activation": ("tanh", "none"),
+        "head_norm": ("none", "batchnorm"),
         "image_framing": FRAMINGS,
     }
     for key, allowed in choices.items():
@@ -366,4 +377,6 @@ def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained:
     for head in model.modules():
         if isinstance(head, HashHead):
             head.tanh = cfg.head_activation == "tanh"
+            if cfg.head_norm == "batchnorm":
+                head.norm = nn.BatchNorm1d(head.linear.in_features, affine=False)
     return model, tokenizer

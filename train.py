@@ -77,6 +77,7 @@ def model_config(args: argparse.Namespace, data=None) -> ModelConfig:
         image_weights=args.image_weights,
         clip_model=args.clip_model if clip else "",
         head_dropout=args.head_dropout,
+        head_norm=args.head_norm,
         image_size=args.image_size,
         image_framing=args.image_framing,
         image_norm=args.image_norm,

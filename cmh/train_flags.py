@@ -92,6 +92,14 @@ def _backbone_flags(a) -> None:
         default=0.0,
         help="dropout before each hash layer (0.2 in the CLIP hashing toolboxes)",
     )
+    a(
+        "--head-norm",
+        choices=("none", "batchnorm"),
+        help="centre and scale each hash layer's inputs (BatchNorm1d without affine parameters; "
+        "at evaluation an affine map folded into the layer). Default: batchnorm under "
+        "--objective dcmh, whose balance term collapses the codes on raw non-negative backbone "
+        "features (docs/dcmh.md); none otherwise",
+    )
 
 
 def _model_flags(a) -> None:
@@ -286,6 +294,8 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.margin is None:
         args.margin = MARGIN_PER_BIT * args.bits
+    if args.head_norm is None:
+        args.head_norm = "batchnorm" if args.objective == "dcmh" else "none"
     backbone_defaults(args)
     return args
 

@@ -118,8 +118,10 @@ def test_two_processes_dcmh_equals_one(tiny_prepared, tmp_path, tiny_flags):
     them) and, with the balance term off (--eta 0: the one term that sees the other ranks' rows
     of a batch at their buffer values, see cmh/dcmh_training.py), equals one process with the same
     global batch: every step's likelihood and quantization gradient is the batch's. Frozen
-    features (no augmentation, no BatchNorm in training). Tolerance 1e-4, as above."""
+    features (no augmentation) and no head input norm (--head-norm none: a BatchNorm's statistics
+    are each rank's slice's, as in the backbones). Tolerance 1e-4, as above."""
     flags = [*tiny_flags, "--objective", "dcmh", "--eta", "0", "--freeze-backbones",
+             "--head-norm", "none",
              "--feature-cache", str(tmp_path / "features"), "--epochs", "3", "--eval-every", "3"]  # fmt: skip
     launch(1, tiny_prepared, tmp_path / "one", flags)
     launch(2, tiny_prepared, tmp_path / "two", flags)
