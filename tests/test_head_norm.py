@@ -68,7 +68,9 @@ def _dcmh_map(head_norm: str, epochs: int = 25) -> tuple[float, float]:
     classes, dim, bits, n, nq = 6, 32, 16, 600, 150
 
     def labels(m):
-        return nn.functional.one_hot(torch.randint(0, classes, (m,), generator=gen), classes).float()
+        return nn.functional.one_hot(
+            torch.randint(0, classes, (m,), generator=gen), classes
+        ).float()
 
     train_l, query_l = labels(n), labels(nq)
     protos = [3.0 * torch.randn(classes, dim, generator=gen) for _ in range(2)]
