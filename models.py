@@ -117,6 +117,10 @@ class HashHead(nn.Module):
 
     tanh = True  # False: linear outputs (DCMH's objective; ModelConfig.head_activation "none")
 
+    def use_input_norm(self) -> None:
+        """Centre and scale the inputs: BatchNorm1d without affine parameters (head_norm)."""
+        self.norm = nn.BatchNorm1d(self.linear.in_features, affine=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, in] -> [B, bits] in (-1, 1)
         out = self.linear(self.norm(self.dropout(x)))
         return torch.tanh(out) if self.tanh else out
@@ -378,5 +382,5 @@ def build_model(cfg: ModelConfig, captions: list[str] | None = None, pretrained:
         if isinstance(head, HashHead):
             head.tanh = cfg.head_activation == "tanh"
             if cfg.head_norm == "batchnorm":
-                head.norm = nn.BatchNorm1d(head.linear.in_features, affine=False)
+                head.use_input_norm()
     return model, tokenizer

@@ -43,7 +43,7 @@ def test_in_evaluation_the_norm_is_an_affine_map_folded_into_the_layer():
     torch.manual_seed(0)
     head = HashHead(6, 4)
     head.tanh = False
-    head.norm = nn.BatchNorm1d(6, affine=False)
+    head.use_input_norm()
     head.train()
     for _ in range(5):
         head(3.0 + 2.0 * torch.rand(16, 6))  # running statistics of shifted features
@@ -81,7 +81,7 @@ def _dcmh_map(head_norm: str, epochs: int = 25) -> tuple[float, float]:
     for head in heads.values():
         head.tanh = False
         if head_norm == "batchnorm":
-            head.norm = nn.BatchNorm1d(dim, affine=False)
+            head.use_input_norm()
     optims = {m: torch.optim.Adam(h.parameters(), lr=1e-3) for m, h in heads.items()}
     state, sim = DcmhState(n, bits, 0), similarity_rows(train_l, train_l)
     for _ in range(epochs):
