@@ -42,6 +42,7 @@ from cmh.training_loop import (
     seed_protocol,
     set_rng_state,
 )
+from cmh.warm_start import init_from
 from data import ensure_demo, load_prepared
 from evaluate import (
     default_directions,
@@ -138,6 +139,9 @@ def prepare_run(args: argparse.Namespace):
         check_text_encoder(data, args.text_encoder)  # bert on a bag-of-words set: refused
         cfg = model_config(args, data)
         model, tokenizer = build_model(cfg, captions=data.captions(data.splits["train"]))
+        if args.init_from:
+            epoch = init_from(model, cfg.to_dict(), args.init_from)
+            log.info("weights from %s (its epoch %d)", args.init_from, epoch)
     else:
         model, tokenizer, cfg = load_model(state, torch.device("cpu"))
     optimizer = build_optimizer(args, model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from cmh.errors import UserError
 
@@ -48,6 +49,9 @@ def check_args(args: argparse.Namespace) -> None:
             "with it; drop --data, or drop --demo to train on DIR",
         ),
     ]
+    init = getattr(args, "init_from", None)
+    if init and not args.resume and not Path(init).is_file():
+        rules.append((False, f"--init-from {init}: no such checkpoint file"))
     for ok, message in rules:
         if not ok:
             raise UserError(message)

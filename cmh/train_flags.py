@@ -55,6 +55,12 @@ def _data_flags(a) -> None:
     a("--out", help="run folder (default runs/train; runs/demo with --demo)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt")
     a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    a(
+        "--init-from",
+        help="start a fresh run from the weights of this checkpoint (a --freeze-backbones run's "
+        "best.pt: trained hash layers, then fine-tune end to end); the optimizer, epochs and "
+        "random state start afresh; the same model only (cmh/warm_start.py)",
+    )
     a("--recipe", choices=tuple(RECIPES), default="default", help=recipe_help())
 
 
