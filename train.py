@@ -26,6 +26,7 @@ from cmh.dataset import reset_truncation_reports
 from cmh.dcmh_training import new_state
 from cmh.errors import UserError
 from cmh.prepared import check_text_encoder
+from cmh.query_protocol import seed_protocol
 from cmh.run_folder import (
     check_new_run,
     record_failure,
@@ -39,7 +40,6 @@ from cmh.training_loop import (
     Run,
     fit,
     frozen_features,
-    seed_protocol,
     set_rng_state,
 )
 from cmh.warm_start import init_from
@@ -195,6 +195,13 @@ def final_evaluation(run: Run) -> dict:
 
 def check_processes(args: argparse.Namespace, dist) -> None:
     """What the number of torchrun processes rules out."""
+    for flag in ("cuda_graphs", "resident_data"):
+        if dist.world > 1 and getattr(args, flag, False):
+            raise UserError(
+                f"--{flag.replace('_', '-')} runs in one process (no DDP gradient hooks in a "
+                "captured step, no split of the resident data); run it without torchrun, or "
+                "use --parallel in scripts/run_all_bits.sh for several runs on one GPU"
+            )
     if args.batch_size % dist.world:
         raise UserError(
             f"--batch-size {args.batch_size} (the global batch) must be divisible "

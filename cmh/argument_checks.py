@@ -72,6 +72,34 @@ def check_args(args: argparse.Namespace) -> None:
             "ignored; drop --image-cache"
         )
     check_objective(args)
+    check_static_step(args)
+
+
+def check_static_step(args: argparse.Namespace) -> None:
+    """--cuda-graphs and --resident-data: what they cannot go with, and why."""
+    why = {
+        "cuda_graphs": (
+            ("objective", "dcmh", "DCMH's alternating passes are not one repeated step"),
+            ("solver", "sgd", "its first step is not the step of a zeroed state, so the "
+             "capture's warm-up could not be undone; use Adam"),
+            ("compile", True, "the graph already removes the launch cost; pick one"),
+        ),
+        "resident_data": (
+            ("objective", "dcmh", "its image pass reads the images of each batch itself"),
+            ("freeze_backbones", True, "frozen-feature mode already trains from features in "
+             "memory, never from images"),
+            ("text_encoder", "bow", "the bag-of-words vectors are not held on the device; "
+             "drop --resident-data"),
+            ("modalities", "text", "a text-only run has no images to hold; drop --resident-data"),
+        ),
+    }  # fmt: skip
+    for flag, rules in why.items():
+        if not getattr(args, flag, False):
+            continue
+        for other, value, reason in rules:
+            if getattr(args, other, None) == value:
+                shown = f"--{other.replace('_', '-')}" + ("" if value is True else f" {value}")
+                raise UserError(f"--{flag.replace('_', '-')} does not go with {shown} ({reason})")
 
 
 def check_objective(args: argparse.Namespace) -> None:

@@ -107,7 +107,10 @@ def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
     shape = (len(data.items), 3, size, size)
     tmp_array = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
     array = np.memmap(tmp_array, dtype=np.uint8, mode="w+", shape=shape)
-    loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers)
+    # its own generator: building the cache draws nothing from the global RNG, so a run that
+    # builds it trains exactly like one that finds it built
+    loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
     row = 0
     for batch in progress.bar(loader, f"image cache {size}px"):
         array[row : row + len(batch)] = batch.numpy()
@@ -168,10 +171,13 @@ class CachedImageDataset(HashingDataset):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``key`` or ``(epoch, i)`` (cmh.dataset.EpochSampler: which caption of several
+        trains this epoch); the image is the cached square, augmented later on the device."""
         if self._array is None:
             self._array = np.memmap(self.array_path, dtype=np.uint8, mode="r", shape=self.shape)
-        out = super().__getitem__(i)
+        out = super().__getitem__(key)
+        i = key[1] if isinstance(key, tuple) else key
         out["image_u8"] = torch.from_numpy(np.array(self._array[self.rows[i]]))
         return out
 
@@ -213,19 +219,21 @@ def cached_loader(
 
 def _crop_flip(x: torch.Tensor, size: int, generator: torch.Generator | None) -> torch.Tensor:
     """Per-sample random S x S crop and horizontal flip (p = 1/2) of uint8 [B, 3, Sc, Sc].
-    Offsets and flips are drawn on the CPU (no device sync); the crops are views, stacked once."""
-    b, _, sc, _ = x.shape
-    top = torch.randint(0, sc - size + 1, (b,), generator=generator).tolist()
-    left = torch.randint(0, sc - size + 1, (b,), generator=generator).tolist()
-    flip = (torch.rand(b, generator=generator) < 0.5).nonzero().flatten().to(x.device)
-    out = torch.stack(
-        [
-            x[i, :, t : t + size, u : u + size]
-            for i, (t, u) in enumerate(zip(top, left, strict=True))
-        ]
-    )
-    out[flip] = out[flip].flip(-1)
-    return out
+    Offsets and flips are drawn on the CPU (no device sync: top, left, then flip); the crops and
+    flips are then one gather on the batch's device, whatever B (no kernel per sample)."""
+    b, c, sc, _ = x.shape
+    top = torch.randint(0, sc - size + 1, (b,), generator=generator)
+    left = torch.randint(0, sc - size + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    step = torch.arange(size)
+    rows = top[:, None] + step  # [B, S]
+    cols = left[:, None] + torch.where(
+        flip[:, None], size - 1 - step, step
+    )  # mirrored when flipped
+    rows, cols = rows.to(x.device, non_blocking=True), cols.to(x.device, non_blocking=True)
+    samples = torch.arange(b, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[samples, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def gpu_transform(

@@ -250,6 +250,21 @@ def _hardware_flags(a) -> None:
         help="torch.compile the training forward pass (pays a compile time once; worth it on GPUs)",
     )
     a(
+        "--cuda-graphs",
+        action="store_true",
+        help="capture the whole training step (forward, loss, backward, Adam) once as a CUDA "
+        "graph and replay it: batches of exactly --batch-size (the last partial batch of each "
+        "epoch dropped), token ids padded to --max-length; without CUDA the same static step "
+        "runs uncaptured (cmh/graph_step.py)",
+    )
+    a(
+        "--resident-data",
+        action="store_true",
+        help="hold the training split on the device (uint8 images of the image cache, token "
+        "ids, labels) and gather every batch there; implies --image-cache; the last partial "
+        "batch of each epoch dropped (cmh/resident_batches.py)",
+    )
+    a(
         "--global-triplets",
         action="store_true",
         help="under torchrun: gather codes from all ranks so triplets span the global batch "

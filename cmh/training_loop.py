@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -36,8 +34,11 @@ from cmh.dcmh_training import train_dcmh_epoch
 from cmh.encoding import default_directions, encode, pad_id, retrieval_metrics
 from cmh.errors import UserError
 from cmh.frozen_features import FeatureDataset, feature_loader, load_or_extract
+from cmh.graph_step import StaticStep, static_epoch
 from cmh.image_cache import CachedImageDataset, cached_loader, gpu_transform
 from cmh.prepared import PreparedData
+from cmh.query_protocol import query_protocol
+from cmh.resident_batches import longest_caption, resident_or_none
 from cmh.run_folder import write_jsonl
 from cmh.torchrun import Dist
 
@@ -63,7 +64,8 @@ class Run:
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """A loader over one split: shuffled and augmented for training, in id order otherwise."""
         args, cfg = self.args, self.cfg
-        cached = getattr(args, "image_cache", False) and cfg.image_encoder != "none"
+        resident = getattr(args, "resident_data", False)
+        cached = (getattr(args, "image_cache", False) or resident) and cfg.image_encoder != "none"
         make = make_loader
         common = {
             "tokenizer": self.tokenizer,
@@ -108,11 +110,21 @@ class Run:
             drop_last=True,
         )
         per_rank = args.batch_size // self.dist.world
-        drop_last = len(ds) >= 2 * args.batch_size
+        static = getattr(args, "cuda_graphs", False)  # a fixed batch: the partial one dropped
+        drop_last = len(ds) >= 2 * args.batch_size or static
+        if static and len(ds) < args.batch_size:
+            raise UserError(f"--cuda-graphs: the '{split}' split has {len(ds)} items, fewer than "
+                            f"one --batch-size {args.batch_size}; lower --batch-size")  # fmt: skip
+        if cached and resident:
+            resident = resident_or_none(ds, self.device, args, pad_id(self.tokenizer), log)
+            if resident is not None:
+                return resident
         if self.features is not None:
             return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
-        if isinstance(ds, HashingDataset) and not isinstance(ds, CachedImageDataset):
-            sampler = EpochSampler(sampler)  # crops and flips from (seed, epoch, item)
+        if isinstance(
+            ds, HashingDataset
+        ):  # crops, flips and caption draws from (seed, epoch, item)
+            sampler = EpochSampler(sampler)
         return make(
             ds,
             per_rank,
@@ -184,7 +196,8 @@ def batch_loss(run: Run, model, batch: dict) -> tuple[dict[str, torch.Tensor], f
     and the factor (the world size) turns DDP's gradient average into their sum, the gradient
     of the global-batch loss."""
     args, dist = run.args, run.dist
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.amp):
+    graphs = getattr(args, "cuda_graphs", False)  # a captured graph may not use autocast's cache
+    with torch.autocast(run.device.type, torch.bfloat16, args.amp, cache_enabled=not graphs):
         codes = model(batch)
     labels, scale = batch["labels"], 1.0
     if args.global_triplets and dist.enabled:
@@ -227,6 +240,26 @@ def train_one_epoch(run: Run, model, loader, optimizer, epoch: int) -> dict:
             bar.set_postfix(loss=f"{out['loss'].item():.3f}")
     sums = torchrun.all_mean(run.dist, sums)
     return {k: float(v) / max(1, len(loader)) for k, v in sums.items()}
+
+
+def graph_epoch(run: Run, model, loader, holder: dict, optimizer, epoch: int) -> dict:
+    """--cuda-graphs: one epoch of cmh.graph_step's static step (built on the first batch and
+    kept in ``holder``); batches moved to the device and prepared there first."""
+
+    def step_for(batch: dict) -> StaticStep:
+        if "step" not in holder:
+            length = getattr(loader.dataset, "input_ids", None) and longest_caption(loader.dataset)
+            holder["step"] = StaticStep(model, optimizer, lambda b: batch_loss(run, model, b)[0],
+                                        batch, length or None, pad_id(run.tokenizer))  # fmt: skip
+        return holder["step"]
+
+    batches = (
+        run.prepare_batch({k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) and
+                           k != "index" else v for k, v in b.items()}, train=True)
+        for b in loader
+    )  # fmt: skip
+    model.train()
+    return static_epoch(batches, step_for, epoch, progress.bar(batches, f"epoch {epoch}"))
 
 
 def frozen_features(run: Run, model, cache: str | Path) -> dict:
@@ -272,42 +305,6 @@ def validate(model, run: Run) -> dict:
     enc = run.encode(model, ("val", "train"))
     res = retrieval_metrics(enc["val"], enc["train"], default_directions(model))
     return {f"val_{k}": v for k, v in res.items()}
-
-
-def query_protocol(model, run: Run, epoch: int) -> dict:
-    """The reference's protocol (--query-every): mAP of the queries against the database at this
-    epoch, appended to RUN/query_curve.jsonl. Reported beside the validation-selected numbers,
-    never used for selection: nothing here touches the weights, the optimizer or any RNG
-    (the loaders are seeded on their own; tested: the same weights with and without it)."""
-    enc = run.encode(model, ("query", "database"))
-    record = {
-        "epoch": epoch,
-        **retrieval_metrics(enc["query"], enc["database"], default_directions(model)),
-    }
-    write_jsonl(run.out / "query_curve.jsonl", record)
-    return record
-
-
-def seed_protocol(out: Path) -> dict:
-    """From RUN/query_curve.jsonl, the epoch the reference would have reported: the best mean of
-    the tie-by-index mAPs on the queries (the first on ties) -> {"seed_protocol_epoch",
-    "seed_protocol_map_<d>"}; {} without a query curve. Torn lines (a kill) are skipped."""
-    path = out / "query_curve.jsonl"
-    if not path.is_file():
-        return {}
-    best, chosen = -math.inf, None
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        maps = {k: v for k, v in record.items() if k.startswith("map_") and not k.endswith("_avg")}
-        if maps and float(np.mean(list(maps.values()))) > best:
-            best, chosen = float(np.mean(list(maps.values()))), record
-    if chosen is None:
-        return {}
-    maps = {f"seed_protocol_{k}": v for k, v in chosen.items() if k.startswith("map_")}
-    return {"seed_protocol_epoch": chosen["epoch"], **maps}
 
 
 def selection_score(val: dict) -> float:
@@ -365,7 +362,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
         args, "compile", False
     ):  # the training forward only; evaluation and checkpoints use `model` itself
         trained = torch.compile(trained)
-    best, best_epoch = start["best"], start["best_epoch"]
+    best, best_epoch, graph = start["best"], start["best_epoch"], {}
     epochs = range(start["epoch"] + 1, args.epochs + 1)
     for epoch in progress.bar(
         epochs, "epochs", disable=not run.dist.is_main, initial=start["epoch"], total=args.epochs
@@ -375,6 +372,8 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
         set_learning_rates(optimizer, args, epoch)
         if run.dcmh is not None:
             record = {"epoch": epoch, **train_dcmh_epoch(run, model, optimizer, run.dcmh, epoch)}
+        elif getattr(args, "cuda_graphs", False):
+            record = {"epoch": epoch, **graph_epoch(run, model, loader, graph, optimizer, epoch)}
         else:
             record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
         record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}

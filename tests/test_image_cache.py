@@ -216,3 +216,14 @@ def test_train_transform_draws_from_the_global_cpu_rng():
     torch.manual_seed(3)
     b = gpu_transform(u8, 8, train=True)
     assert torch.equal(a, b)
+
+
+def test_building_the_cache_draws_nothing_from_the_global_rng(prepared):
+    """A run that builds the cache must train exactly like one that finds it built."""
+    import shutil
+
+    shutil.rmtree(prepared.root / "image_cache", ignore_errors=True)
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    ensure_cache(prepared, 20)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -8,7 +8,7 @@ import json
 import torch
 
 import train
-from cmh.training_loop import seed_protocol
+from cmh.query_protocol import seed_protocol
 
 
 def test_query_every_leaves_training_untouched(tiny_prepared, tiny_flags, tmp_path):
