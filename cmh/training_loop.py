@@ -376,6 +376,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             record = {"epoch": epoch, **graph_epoch(run, model, loader, graph, optimizer, epoch)}
         else:
             record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
+        record["train_seconds"] = round(time.perf_counter() - t0, 3)  # the steps alone
         record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
         if not dist.is_main:
             continue
