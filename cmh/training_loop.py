@@ -96,6 +96,11 @@ class Run:
                 num_workers=args.num_workers,
                 pad_id=pad_id(self.tokenizer),
             )
+        return self._train_loader(ds, split, make, cached and resident)
+
+    def _train_loader(self, ds, split: str, make, resident: bool):
+        """The shuffled training loader of ``ds`` (or its resident batches, --resident-data)."""
+        args = self.args
         if len(ds) < 2:
             raise UserError(f"the '{split}' split has {len(ds)} item(s); training needs at least 2")
         # The order is a function of (seed, epoch) alone (sampler.set_epoch), the same permutation
@@ -115,10 +120,10 @@ class Run:
         if static and len(ds) < args.batch_size:
             raise UserError(f"--cuda-graphs: the '{split}' split has {len(ds)} items, fewer than "
                             f"one --batch-size {args.batch_size}; lower --batch-size")  # fmt: skip
-        if cached and resident:
-            resident = resident_or_none(ds, self.device, args, pad_id(self.tokenizer), log)
-            if resident is not None:
-                return resident
+        if resident:
+            batches = resident_or_none(ds, self.device, args, pad_id(self.tokenizer), log)
+            if batches is not None:
+                return batches
         if self.features is not None:
             return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
         if isinstance(

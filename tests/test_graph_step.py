@@ -187,6 +187,10 @@ def test_train_py_with_cuda_graphs_and_resident_data_equals_eager(
         (["--cuda-graphs", "--compile"], "--cuda-graphs does not go with --compile"),
         (["--resident-data", "--freeze-backbones"], "does not go with --freeze-backbones"),
         (["--resident-data", "--modalities", "text"], "a text-only run has no images"),
+        (
+            ["--resident-data", "--text-encoder", "bow"],
+            "--resident-data does not go with --text-en",
+        ),
         (["--cuda-graphs", "--batch-size", "64"], "fewer than one --batch-size 64"),
     ],
 )
