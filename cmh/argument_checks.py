@@ -83,6 +83,10 @@ def check_static_step(args: argparse.Namespace) -> None:
             ("solver", "sgd", "its first step is not the step of a zeroed state, so the "
              "capture's warm-up could not be undone; use Adam"),
             ("compile", True, "the graph already removes the launch cost; pick one"),
+            ("lr_schedule", "linear", "the captured step holds the learning rate as a "
+             "constant, so a changing rate would be ignored; use --lr-schedule constant"),
+            ("triplets", "hard", "batch-hard mining keeps a number of anchors that depends on "
+             "the batch, a shape a captured graph cannot hold; use --triplets all or reference"),
         ),
         "resident_data": (
             ("objective", "dcmh", "its image pass reads the images of each batch itself"),

@@ -27,7 +27,8 @@ On a machine without CUDA (tests, CI) the same class runs the step eagerly on it
 the buffer copies, padding, warm-up and restore are all exercised, the capture is not. Refused
 (cmh.argument_checks): torchrun (DDP's gradient hooks), --objective dcmh (its own schedule),
 --solver sgd (its first step is not the step of zeroed state, so warm-up cannot be undone),
---compile.
+--compile, --lr-schedule linear (the captured step holds the rate as a constant), --triplets hard
+(a number of anchors that depends on the batch: a shape, and a device sync, inside the graph).
 """
 
 from __future__ import annotations

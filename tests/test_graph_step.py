@@ -185,6 +185,8 @@ def test_train_py_with_cuda_graphs_and_resident_data_equals_eager(
         (["--cuda-graphs", "--solver", "sgd"], "--cuda-graphs does not go with --solver sgd"),
         (["--cuda-graphs", "--objective", "dcmh"], "--cuda-graphs does not go with --objective"),
         (["--cuda-graphs", "--compile"], "--cuda-graphs does not go with --compile"),
+        (["--cuda-graphs", "--lr-schedule", "linear"], "does not go with --lr-schedule linear"),
+        (["--cuda-graphs", "--triplets", "hard"], "--cuda-graphs does not go with --triplets hard"),
         (["--resident-data", "--freeze-backbones"], "does not go with --freeze-backbones"),
         (["--resident-data", "--modalities", "text"], "a text-only run has no images"),
         (
