@@ -63,6 +63,7 @@ class ModelConfig:
     image_framing: str = "squash-crop"  # cmh.recipes.FRAMINGS: the training crop (eval: squashed)
     image_norm: str = "imagenet"  # cmh.recipes.NORMS: the mean/std every input path applies
     freeze_image_backbone: bool = False
+    image_batchnorm: str = "train"  # train | frozen (the backbone's BatchNorm statistics fixed)
     freeze_text_encoder: bool = False
     text_encoder: str = "bert"  # bert | bow | clip | none
     text_model: str = "bert-base-uncased"  # hub name, local folder, or "tiny"
@@ -137,18 +138,29 @@ class ImageHasher(nn.Module):
         freeze_backbone: bool = False,
         width: int = 512,
         dropout: float = 0.0,
+        frozen_batchnorm: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
         self.head = HashHead(width, bits, dropout)
         self.freeze_backbone = freeze_backbone
+        self.frozen_batchnorm = frozen_batchnorm
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ImageHasher:
+        """Train mode, except a frozen backbone (all of it) and, with ``frozen_batchnorm``
+        (--image-batchnorm frozen), the backbone's BatchNorm layers: they normalise with their
+        pretrained running statistics and do not update them (their scale and shift still
+        train). Fine-tuning at batch 32 on images unlike the pretraining set otherwise replaces
+        those statistics within an epoch, and with them every feature a trained head reads."""
         super().train(mode)
         if self.freeze_backbone:  # keep batch-norm statistics fixed too
             self.backbone.eval()
+        elif self.frozen_batchnorm:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -296,6 +308,7 @@ def validate_config(cfg: ModelConfig) -> None:
         "pooling": ("cls", "mean"),
         "head_activation": ("tanh", "none"),
         "head_norm": ("none", "batchnorm"),
+        "image_batchnorm": ("train", "frozen"),
         "image_framing": FRAMINGS,
     }
     for key, allowed in choices.items():
@@ -328,7 +341,9 @@ def check_pretrained(cfg: ModelConfig) -> None:
 def _image_tower(cfg: ModelConfig, pretrained: bool) -> ImageHasher:
     weights = cfg.image_weights if pretrained and cfg.image_weights != "none" else None
     backbone, width = build_backbone(cfg.image_encoder, weights, cfg.image_size)
-    return ImageHasher(cfg.bits, backbone, cfg.freeze_image_backbone, width, cfg.head_dropout)
+    frozen_bn = cfg.image_batchnorm == "frozen"
+    return ImageHasher(cfg.bits, backbone, cfg.freeze_image_backbone, width, cfg.head_dropout,
+                       frozen_bn)  # fmt: skip
 
 
 def _clip_towers(cfg: ModelConfig, captions: list[str] | None, pretrained: bool):
@@ -352,7 +367,7 @@ def _clip_towers(cfg: ModelConfig, captions: list[str] | None, pretrained: bool)
     image = text = None
     if cfg.image_encoder == "clip":
         image = ImageHasher(cfg.bits, vision, cfg.freeze_image_backbone, vision.out_features,
-                            cfg.head_dropout)  # fmt: skip
+                            cfg.head_dropout, cfg.image_batchnorm == "frozen")  # fmt: skip
     if cfg.text_encoder == "clip":
         text = TextHasher(cfg.bits, words, "clip", cfg.freeze_text_encoder, cfg.head_dropout)
     return image, text, tokenizer

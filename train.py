@@ -83,6 +83,7 @@ def model_config(args: argparse.Namespace, data=None) -> ModelConfig:
         image_framing=args.image_framing,
         image_norm=args.image_norm,
         freeze_image_backbone=args.freeze_image_backbone or args.freeze_backbones,
+        image_batchnorm=args.image_batchnorm,
         freeze_text_encoder=args.freeze_backbones,
         text_encoder="clip" if clip else args.text_encoder,
         text_model=args.text_model,

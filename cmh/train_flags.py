@@ -136,6 +136,14 @@ def _model_flags(a) -> None:
         help="keep the ResNet-18 fixed but run it every step on augmented images; only the image "
         "hash layer trains (for cached features of both towers, see --freeze-backbones)",
     )
+    a(
+        "--image-batchnorm",
+        choices=("train", "frozen"),
+        default="train",
+        help="train: the image backbone's BatchNorm layers use and update batch statistics; "
+        "frozen: they keep their pretrained running statistics (their scale and shift still "
+        "train), for fine-tuning a pretrained backbone at a small batch on unlike images",
+    )
     a("--text-encoder", choices=("bert", "bow"), default="bert", help="text tower kind")
     a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
     a(

@@ -1,0 +1,61 @@
+"""--image-batchnorm frozen: the image backbone's BatchNorm layers keep their running statistics
+while the rest of the model trains (their scale and shift still learn)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import train
+from cmh.checkpoint_io import load_checkpoint
+from cmh.image_backbones import build_backbone
+from models import ImageHasher
+
+
+def _hasher(frozen_batchnorm: bool) -> ImageHasher:
+    torch.manual_seed(0)
+    backbone, width = build_backbone("resnet18", None, 32)
+    return ImageHasher(16, backbone, width=width, frozen_batchnorm=frozen_batchnorm)
+
+
+def _norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_frozen_batchnorm_keeps_statistics_and_trains_scale():
+    model = _hasher(True).train()
+    assert model.training and model.head.training
+    assert all(not m.training for m in _norms(model))
+    before = [m.running_mean.clone() for m in _norms(model)]
+    images = torch.randn(8, 3, 32, 32) * 3 + 1  # far from the statistics held
+    model(images).sum().backward()
+    for m, old in zip(_norms(model), before, strict=True):
+        assert torch.equal(m.running_mean, old)
+        assert m.weight.grad is not None and m.weight.requires_grad
+    model.eval()
+    assert all(not m.training for m in _norms(model))
+
+
+def test_default_batchnorm_updates_its_statistics():
+    model = _hasher(False).train()
+    assert all(m.training for m in _norms(model))
+    before = [m.running_mean.clone() for m in _norms(model)]
+    model(torch.randn(8, 3, 32, 32) * 3 + 1)
+    assert any(
+        not torch.equal(m.running_mean, old) for m, old in zip(_norms(model), before, strict=True)
+    )
+
+
+def test_train_py_records_and_applies_it(tiny_prepared, tmp_path, tiny_flags):
+    out = tmp_path / "r"
+    argv = ["--data", str(tiny_prepared), "--out", str(out), *tiny_flags, "--epochs", "1",
+            "--no-progress", "--image-batchnorm", "frozen"]  # fmt: skip
+    assert train.main(argv) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["model_config"]["image_batchnorm"] == "frozen"
+    means = [v for k, v in state["model"].items() if k.startswith("image.backbone")
+             and k.endswith("running_mean")]  # fmt: skip
+    assert means and all(torch.count_nonzero(v) == 0 for v in means)  # fresh BN: zeros kept
+    weights = [v for k, v in state["model"].items() if k.startswith("image.backbone")
+               and k.endswith("bn1.weight")]  # fmt: skip
+    assert any(not torch.equal(w, torch.ones_like(w)) for w in weights)  # scale trained
