@@ -59,3 +59,26 @@ def test_train_py_records_and_applies_it(tiny_prepared, tmp_path, tiny_flags):
     weights = [v for k, v in state["model"].items() if k.startswith("image.backbone")
                and k.endswith("bn1.weight")]  # fmt: skip
     assert any(not torch.equal(w, torch.ones_like(w)) for w in weights)  # scale trained
+
+
+def test_bench_batchnorm_drift(tiny_prepared, tmp_path, tiny_flags, capsys):
+    """bench/bench_batchnorm_drift.py: with frozen statistics a training-mode pass without
+    weight updates leaves the codes, and so the mAP, exactly as they were."""
+    import importlib.util
+    from pathlib import Path
+
+    common = ["--data", str(tiny_prepared), *tiny_flags, "--epochs", "1", "--no-progress"]
+    assert train.main([*common, "--out", str(tmp_path / "a")]) == 0
+    start = ["--init-from", str(tmp_path / "a" / "best.pt")]
+    assert train.main([*common, "--out", str(tmp_path / "b"), *start]) == 0
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_batchnorm_drift.py"
+    spec = importlib.util.spec_from_file_location("bench_batchnorm_drift", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    capsys.readouterr()
+    assert bench.main(["--run", str(tmp_path / "b")]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("--image-batch")]
+    assert lines[0].startswith("--image-batchnorm train: start I2T")
+    frozen = lines[1].removeprefix("--image-batchnorm frozen: start ")
+    before, after = frozen.split("; after one training-mode pass without weight updates ")
+    assert before == after
