@@ -17,8 +17,9 @@ What stays the same as the eager loop (cmh.training_loop.train_one_epoch):
   from exactly where the eager loop would;
 - the batches: every step has exactly ``batch_size`` items, so the last partial batch of an epoch
   is dropped (not padded: a padded item would enter the triplets as a real one); each epoch
-  reshuffles, so no item is left out for good. Token ids are padded to --max-length (the padding is
-  masked out of attention, so only float rounding differs from padding to the batch's longest).
+  reshuffles, so no item is left out for good. Token ids are padded to the split's longest caption
+  (the padding is masked out of attention, so only float rounding differs from padding to the
+  batch's longest).
 
 Dropout masks come from the device's generator in both paths but are drawn in a different order
 inside a graph, so with dropout on the two paths agree in distribution, not bit for bit.
@@ -179,13 +180,13 @@ class StaticStep:
         return self.outputs
 
 
-def static_epoch(batches, step_for: Callable[[dict], StaticStep], epoch: int, bar=None) -> dict:
+def static_epoch(batches, step_for: Callable[[dict], StaticStep], epoch: int) -> dict:
     """One epoch of static steps: ``step_for(first batch)`` gives the run's StaticStep (built
     and captured once). The loss terms stay on the device, checked once at the end of the epoch
     (a per-step check would wait on the GPU every step): a non-finite loss raises
     FloatingPointError naming the first such step and its item ids. Returns each term's mean."""
     terms, ids, names = [], [], None
-    for batch in bar if bar is not None else batches:
+    for batch in batches:
         out = step_for(batch)(batch)
         names = names or list(out)
         terms.append(torch.stack([out[k].float() for k in names]))  # a copy: read before replay

@@ -140,8 +140,10 @@ class ResidentBatches:
 
 def longest_caption(dataset) -> int:
     """Tokens in the split's longest caption (every caption of an item with several): the static
-    text length, which --max-length already bounds (no caption is cut further by it)."""
-    rows = [*(dataset.input_ids or []), *(r for c in dataset.caption_choices.values() for r in c)]
+    text length, which --max-length already bounds (no caption is cut further by it); 0 for a
+    dataset without token ids (frozen features, bag of words)."""
+    choices = getattr(dataset, "caption_choices", {})
+    rows = [*(getattr(dataset, "input_ids", None) or []), *(r for c in choices.values() for r in c)]
     return max((len(r) for r in rows), default=0)
 
 

@@ -262,7 +262,7 @@ def _hardware_flags(a) -> None:
         action="store_true",
         help="capture the whole training step (forward, loss, backward, Adam) once as a CUDA "
         "graph and replay it: batches of exactly --batch-size (the last partial batch of each "
-        "epoch dropped), token ids padded to --max-length; without CUDA the same static step "
+        "epoch dropped), token ids padded to the split's longest caption; without CUDA the same static step "
         "runs uncaptured (cmh/graph_step.py)",
     )
     a(

@@ -126,9 +126,7 @@ class Run:
                 return batches
         if self.features is not None:
             return feature_loader(ds, per_rank, sampler=sampler, drop_last=drop_last)
-        if isinstance(
-            ds, HashingDataset
-        ):  # crops, flips and caption draws from (seed, epoch, item)
+        if isinstance(ds, HashingDataset):  # crops, flips, caption draws from (seed, epoch, item)
             sampler = EpochSampler(sampler)
         return make(
             ds,
@@ -253,9 +251,9 @@ def graph_epoch(run: Run, model, loader, holder: dict, optimizer, epoch: int) ->
 
     def step_for(batch: dict) -> StaticStep:
         if "step" not in holder:
-            length = getattr(loader.dataset, "input_ids", None) and longest_caption(loader.dataset)
+            length = longest_caption(loader.dataset) or None  # None: no token ids to pad
             holder["step"] = StaticStep(model, optimizer, lambda b: batch_loss(run, model, b)[0],
-                                        batch, length or None, pad_id(run.tokenizer))  # fmt: skip
+                                        batch, length, pad_id(run.tokenizer))  # fmt: skip
         return holder["step"]
 
     batches = (
@@ -264,7 +262,7 @@ def graph_epoch(run: Run, model, loader, holder: dict, optimizer, epoch: int) ->
         for b in loader
     )  # fmt: skip
     model.train()
-    return static_epoch(batches, step_for, epoch, progress.bar(batches, f"epoch {epoch}"))
+    return static_epoch(progress.bar(batches, f"epoch {epoch}"), step_for, epoch)
 
 
 def frozen_features(run: Run, model, cache: str | Path) -> dict:
