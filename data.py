@@ -5,9 +5,9 @@
     python data.py prepare --twemoji DIR --emojilib DIR --out DATA  # Twemoji + emojilib packages
     python data.py demo --out DIR      # a generated dataset in the raw layout, prepared
 
-The prepare step (:mod:`cmh.prepare_step`) reads the input once, drops unusable items (with
-reasons), draws the seeded split (:mod:`cmh.splits`: queries first, the rest is the database,
-train and val drawn from it) and writes one prepared folder (:mod:`cmh.prepared`): manifest,
+The prepare step (:mod:`cmh.data.prepare`) reads the input once, drops unusable items (with
+reasons), draws the seeded split (:mod:`cmh.data.splits`: queries first, the rest is the database,
+train and val drawn from it) and writes one prepared folder (:mod:`cmh.data.prepared_folder`): manifest,
 labels, split, vocabulary, summary. Everything else reads only that folder:
 
 - :func:`load_prepared` -> :class:`PreparedData` (checked: the split's protocol included);
@@ -18,153 +18,21 @@ labels, split, vocabulary, summary. Everything else reads only that folder:
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from cmh import prepare_step
-from cmh.cli import Parser
-from cmh.dataset import (  # noqa: F401  (this module's public API)
+from cmh.data import prepare as prepare_step
+from cmh.data.dataset import (  # noqa: F401  (this module's public API)
     HashingDataset,
     collate,
     make_loader,
     sparse_bows,
     tokenize_captions,
 )
-from cmh.errors import UserError
-from cmh.images import IMAGENET_MEAN, IMAGENET_STD, image_transform, load_image  # noqa: F401
-from cmh.prepared import PreparedData, load_prepared  # noqa: F401
-from cmh.protocols import DATASETS, PROTOCOLS
-from cmh.splits import SPLITS  # noqa: F401
-
-
-def add_mat_flags(p: argparse.ArgumentParser) -> None:
-    """``prepare --mat``: a benchmark set in MATLAB files (:mod:`cmh.mat_prepare`)."""
-    a = p.add_argument
-    a(
-        "--mat",
-        type=Path,
-        help="a benchmark set in MATLAB files: a DCMH .mat file or folder of "
-        "*-iall/-lall/-yall.mat files (--format dcmh), or a folder of index.mat, caption.mat, "
-        "label.mat (--format clip)",
-    )
-    a("--format", choices=("dcmh", "clip"), help="--mat: the layout of the files")
-    a(
-        "--dataset",
-        choices=DATASETS,
-        help="--mat: the benchmark (checks the label width, picks the protocol's split sizes)",
-    )
-    a(
-        "--protocol",
-        choices=tuple(PROTOCOLS),
-        help="--mat: split sizes; dcmh (the default): "
-        "query/train 2000/10000, NUS-WIDE 2100/10500, COCO 5000/10000; clip: 5000/10000",
-    )
-
-
-def add_twemoji_flags(p: argparse.ArgumentParser) -> None:
-    """``prepare --twemoji``: Twemoji images with emojilib keywords (:mod:`cmh.twemoji`)."""
-    p.add_argument(
-        "--twemoji",
-        type=Path,
-        help="the unpacked emoji-datasource-twitter npm package (emoji.json, img/twitter/64/); "
-        "split defaults: 200 query, 1000 train, 100 val",
-    )
-    p.add_argument(
-        "--emojilib",
-        type=Path,
-        help="--twemoji: the unpacked emojilib npm package (dist/emoji-en-US.json keywords)",
-    )
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The ``prepare`` and ``demo`` subcommands."""
-    parser = Parser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "prepare",
-        help="read raw IAPR/SAIAPR files, iapr_* lists, a .mat set or Twemoji, write --out",
-    )
-    add_mat_flags(p)
-    add_twemoji_flags(p)
-    a = p.add_argument
-    a("--iapr-root", type=Path, help="raw: folder with images/NN/ID.jpg, annotations_complete_eng/")
-    a("--saiapr-root", type=Path, help="raw: SAIAPR folder with NN/labels.txt (and wlist.txt)")
-    a("--saiapr-wlist", type=Path, help="raw: label dictionary (default SAIAPR_ROOT/wlist.txt)")
-    a("--lists", type=Path, help="lists: folder with iapr_train, iapr_test, iapr_retrieval")
-    a(
-        "--images",
-        type=Path,
-        help="lists: folder the lists' NN/ID.jpg paths are relative to; "
-        "--mat --format clip: folder the paths of index.mat are found under",
-    )
-    a("--annotations", type=Path, help="lists: folder with NN/ID.eng caption files")
-    a("--label-names", type=Path, help="lists: label names, one per line (default label_000..)")
-    a("--bow-columns", type=int, help="lists: bag-of-words columns per line (default 2912)")
-    a("--label-columns", type=int, help="lists: label-bit columns per line (default 255)")
-    a("--out", type=Path, required=True, help="output folder for the prepared dataset")
-    a(
-        "--n-query",
-        type=int,
-        help="raw: number of query items (default 2000; --mat: the protocol's; --twemoji: 200)",
-    )
-    a(
-        "--n-train",
-        type=int,
-        help="raw: training items drawn from the database (default 10000; --mat: the protocol's; "
-        "--twemoji: 1000)",
-    )
-    a(
-        "--n-val",
-        type=int,
-        help="validation items from database minus train (default 1000; --twemoji: 100)",
-    )
-    a("--seed", type=int, default=0, help="seed of the split")
-    a("--vocab-size", type=int, default=2912, help="bag-of-words vocabulary size")
-    a(
-        "--check-images",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="decode every image with PIL and drop unreadable ones (off: only check that the "
-        "file exists; a bad image then stops training, naming the item and file)",
-    )
-    a("--strict", action="store_true", help="fail on the first item that would be dropped")
-    a("--overwrite", action="store_true", help="replace a prepared dataset already in --out")
-    d = sub.add_parser("demo", help="write a synthetic dataset to --out and prepare it")
-    d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
-    d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
-    d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
-    return parser.parse_args(argv)
-
-
-def run_demo(args: argparse.Namespace) -> dict:
-    """Generate the synthetic raw layout in ``args.out``, prepare it into ``args.out/prepared``
-    with 10% query, 50% train and 10% val items (the real protocol: 10% / 50% / 5%)."""
-    from cmh.demo_generator import generate_demo  # only this subcommand needs it
-
-    roots = generate_demo(
-        args.out, n_items=args.n_items, image_size=args.image_size, seed=args.seed
-    )
-    n = args.n_items
-    flags = {"--iapr-root": roots["iapr_root"], "--saiapr-root": roots["saiapr_root"],
-             "--out": args.out / "prepared", "--n-query": max(1, n // 10), "--n-train": n // 2,
-             "--n-val": n // 10, "--seed": args.seed}  # fmt: skip
-    argv = ["prepare", "--overwrite", *(str(x) for pair in flags.items() for x in pair)]
-    print("python data.py " + " ".join(argv))
-    return prepare_step.prepare(parse_args(argv))
-
-
-def ensure_demo(demo_dir: str | Path) -> Path:
-    """The prepared demo dataset in ``demo_dir/prepared``, generated and prepared once
-    (``python data.py demo --out demo_dir``); later calls reuse it."""
-    root = Path(demo_dir)
-    if not (root / "prepared" / "summary.json").is_file():
-        logging.getLogger("train").info("generating the demo dataset in %s (once)", root)
-        if main(["demo", "--out", str(root)]) != 0:
-            raise UserError(f"could not build the demo dataset in {root} (see the message above)")
-    return root / "prepared"
+from cmh.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, image_transform, load_image  # noqa: F401
+from cmh.data.prepare_flags import ensure_demo, parse_args, run_demo  # noqa: F401
+from cmh.data.prepared_folder import PreparedData, load_prepared  # noqa: F401
+from cmh.data.splits import SPLITS  # noqa: F401
+from cmh.utils.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,9 +35,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from PIL import Image
 
-from cmh import progress
-from cmh.binary_index import (
+from cmh.data.bag_of_words import bow_vector
+from cmh.data.image_transforms import image_transform
+from cmh.data.prepared_folder import load_prepared
+from cmh.evaluation.encoding import binarize
+from cmh.evaluation.from_checkpoint import Loaded, encode_splits, load_for_evaluation
+from cmh.models.hashers import load_model
+from cmh.retrieval.binary_index import (
     FORMAT_VERSION,
     KINDS,
     MODALITIES,
@@ -50,68 +56,23 @@ from cmh.binary_index import (
     search,
     write_index_dir,
 )
-from cmh.cli import Parser
-from cmh.errors import UserError
-from cmh.results_page import format_results, result_rows, write_html
+from cmh.retrieval.results_page import format_results, result_rows, write_html
+from cmh.runs.checkpoints import load_checkpoint
+from cmh.utils import progress
+from cmh.utils.cli import Parser
+from cmh.utils.devices import resolve_device
+from cmh.utils.errors import UserError
 
 MODEL_SUMMARY = ("bits", "image_encoder", "text_encoder", "text_model", "image_size", "max_length")
 
 
 # ------------------------------------------------------------------ index
-def encode_items(model, tokenizer, cfg, data, split: str, ids=None, batch_size=128, workers=0):
-    """evaluate.encode over a split (or its items `ids`): {modality: ±1 int8 [N, bits], "labels",
-    "ids"}, in split order."""
-    from torch.utils.data import Subset
-
-    from data import HashingDataset, make_loader
-    from evaluate import encode, pad_id
-
-    bow, images = cfg.text_encoder == "bow", model.image is not None
-    ds = HashingDataset(
-        data,
-        split,
-        tokenizer,
-        cfg.max_length,
-        cfg.image_size,
-        False,
-        bow,
-        images,
-        norm=cfg.image_norm,
-    )
-    subset = ds if ids is None else Subset(ds, [ds.ids.index(i) for i in ids])
-    loader = make_loader(
-        subset, batch_size, False, 0, num_workers=workers, pad_id=pad_id(tokenizer)
-    )
-    return encode(model, loader, next(model.parameters()).device, desc=f"encode {split}")
-
-
 def run_index(args: argparse.Namespace) -> dict:
     """Encode --split of --data with --checkpoint and write the index folder --out; its meta."""
-    from cmh.checkpoint_io import load_checkpoint
-    from cmh.frozen_features import encode_from_cache, reusable_cache
-    from data import load_prepared
-    from evaluate import check_labels_match, load_model, resolve_device
-
     check_out(Path(args.out), args.overwrite)
-    state = load_checkpoint(args.checkpoint)
-    data_dir = args.data or state.get("args", {}).get("data")
-    if not data_dir:
-        raise UserError("the checkpoint does not say which data it was trained on; pass --data DIR")
-    data = load_prepared(data_dir)
-    device = resolve_device(args.device)
-    model, tokenizer, cfg = load_model(state, device)
-    check_labels_match(cfg.label_names, data, data_dir)
-    cache = reusable_cache(model, data.root, state.get("args", {}), amp=False)
-    if cache is not None:  # a --freeze-backbones model: the heads over the run's cached features
-        print(f"frozen backbones: encoding from the feature cache {cache}", file=sys.stderr)
-        encoded = encode_from_cache(
-            model, cache, data, [args.split], args.batch_size, device, False
-        )
-        encoded = encoded[args.split]
-    else:
-        encoded = encode_items(
-            model, tokenizer, cfg, data, args.split, None, args.batch_size, args.num_workers
-        )
+    loaded = load_for_evaluation(args.checkpoint, args.data, args.device)
+    encoded = encode_splits(loaded, [args.split], args.batch_size, args.num_workers)[args.split]
+    state, cfg = loaded.state, loaded.cfg
     params = {"hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction}
     params |= {"ef_search": args.ef_search or 128, "nprobe": args.nprobe or 16}
     params["nlist"] = args.nlist or auto_nlist(len(encoded["ids"]))
@@ -122,7 +83,7 @@ def run_index(args: argparse.Namespace) -> dict:
         "kind": args.kind,
         "params": params,
         "split": args.split,
-        "data": str(Path(data_dir).resolve()),
+        "data": str(Path(loaded.data.root).resolve()),
         "n_items": len(encoded["ids"]),
         "modalities": [m for m in MODALITIES if m in encoded],
         "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -131,15 +92,12 @@ def run_index(args: argparse.Namespace) -> dict:
         "model": summary,
         "faiss": faiss.__version__,
     }
-    write_index_dir(Path(args.out), encoded, data, meta, args.overwrite)
+    write_index_dir(Path(args.out), encoded, loaded.data, meta, args.overwrite)
     return meta
 
 
 def load_query_model(index: Index, checkpoint: str | None, device: torch.device):
     """(model, tokenizer, cfg) from --checkpoint or the index's; refused if it differs."""
-    from cmh.checkpoint_io import load_checkpoint
-    from evaluate import load_model
-
     path, meta = checkpoint or index.meta["checkpoint"], index.meta
     if checkpoint is None and not Path(path).is_file():
         raise UserError(
@@ -168,11 +126,6 @@ def encode_query(
     model, tokenizer, cfg, text: str | None, image: str | None, data_dir
 ) -> np.ndarray:
     """±1 int8 [1, bits] of a free-text (--text) or image-file (--image) query."""
-    from PIL import Image
-
-    from data import image_transform, load_prepared
-    from models import binarize
-
     device, tower = next(model.parameters()).device, "text" if text is not None else "image"
     if getattr(model, tower) is None:
         raise UserError(f"the checkpoint has no {tower} tower; query with the other modality")
@@ -187,8 +140,6 @@ def encode_query(
             raise UserError(f"--image {image}: cannot read the image ({e})") from None
         h = model.encode_image({"image": pixels[None].to(device)})
     elif cfg.text_encoder == "bow":
-        from cmh.bag_of_words import bow_vector
-
         data = load_prepared(data_dir)
         cols, counts = bow_vector(text, {w: i for i, w in enumerate(data.vocab)})
         bow = torch.zeros(1, data.bow_dim())
@@ -200,10 +151,8 @@ def encode_query(
     return binarize(h.float()).to(torch.int8).cpu().numpy()
 
 
-def query_item(index: Index, args, get_model) -> tuple[np.ndarray, dict]:
+def query_item(index: Index, args, get_model, device) -> tuple[np.ndarray, dict]:
     """(packed code [1, B], query info) of --item: its stored code, else encoded from --data."""
-    from data import load_prepared
-
     mod, row = args.item_modality, index.row(args.item)
     if mod not in index.codes:
         raise UserError(
@@ -219,7 +168,8 @@ def query_item(index: Index, args, get_model) -> tuple[np.ndarray, dict]:
         raise UserError(f"--item {args.item}: no such item in {index.root} or {data.root}")
     model, tokenizer, cfg = get_model()
     split = min(splits, key=lambda s: len(data.splits[s]))
-    code = encode_items(model, tokenizer, cfg, data, split, ids=[args.item])[mod]
+    loaded = Loaded(Path(index.meta["checkpoint"]), {}, model, tokenizer, cfg, data, device)
+    code = encode_splits(loaded, [split], ids=[args.item])[split][mod]
     it = data.items[data.rows([args.item])[0]]
     info = {"caption": it["caption"], "image": str(data.image_path(it).resolve())}
     return pack_codes(code), {"id": args.item, **info, "labels": it["labels"], "modality": mod}
@@ -227,8 +177,6 @@ def query_item(index: Index, args, get_model) -> tuple[np.ndarray, dict]:
 
 def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
     """Search --index with --text, --image or --item; (query info, ranked result rows, index)."""
-    from evaluate import resolve_device
-
     if args.text is not None and not args.text.strip():
         raise UserError("--text is empty; give the words to search for")
     index = load_index(args.index)
@@ -242,7 +190,7 @@ def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
     if args.checkpoint:
         get_model()  # a checkpoint given is checked even when the stored codes suffice
     if args.item is not None:
-        packed, info = query_item(index, args, get_model)
+        packed, info = query_item(index, args, get_model, device)
     else:
         model, tokenizer, cfg = get_model()
         code = encode_query(model, tokenizer, cfg, args.text, args.image, index.meta["data"])

@@ -13,16 +13,11 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from pathlib import Path
 
 import torch
+from step_timing import WORDS, synthetic_batch, time_steps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_train_step import WORDS, synthetic_batch, time_steps  # noqa: E402
-
-from models import ModelConfig, build_model  # noqa: E402
+from cmh.models.hashers import ModelConfig, build_model
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "vit_b_16", "timm:efficientnet_lite0", "clip:tiny"]
 
@@ -50,7 +45,7 @@ def measure(name: str, args) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="image backbones to time")

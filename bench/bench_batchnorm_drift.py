@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import train  # noqa: E402
-from cmh.cli import Parser  # noqa: E402
-from cmh.training_loop import Run, validate  # noqa: E402
+from cmh.config.train_flags import parse_args
+from cmh.engine.loop import Run, validate
+from cmh.engine.run_setup import prepare_run
+from cmh.utils.cli import Parser
 
 SKIP = {"out", "epochs", "eval_every", "progress", "query_every", "resume", "image_batchnorm"}
 
@@ -47,10 +46,10 @@ def val_maps(model, run) -> str:
 
 
 def probe(recorded: dict, batchnorm: str, out: Path) -> tuple[str, str]:
-    args = train.parse_args([*run_flags(recorded), "--out", str(out), "--image-batchnorm", batchnorm,
+    args = parse_args([*run_flags(recorded), "--out", str(out), "--image-batchnorm", batchnorm,
                              "--no-progress"])  # fmt: skip
-    data, model, tokenizer, cfg, _, _ = train.prepare_run(args)
-    run = Run(args, data, tokenizer, cfg, torch.device("cpu"), out, train.loss_function(args))
+    data, model, tokenizer, cfg, _, _ = prepare_run(args)
+    run = Run.create(args, data, tokenizer, cfg, torch.device("cpu"), out)
     before = val_maps(model, run)
     model.train()
     with torch.no_grad():

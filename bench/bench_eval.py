@@ -1,4 +1,4 @@
-"""Benchmark: exact Hamming-ranking mAP (cmh/hamming_metrics.py) against a per-query reference loop.
+"""Benchmark: exact Hamming-ranking mAP (cmh/evaluation/hamming_metrics.py) against a per-query reference loop.
 
 Times ``metrics.mean_average_precision`` (ties="index" and ties="average") on a realistic
 IAPR TC-12-sized evaluation (2,000 queries x 18,000 database items, 64 bits) and the per-query
@@ -36,7 +36,7 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nq", type=int, default=2000, help="number of queries")
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--noise", type=float, default=2.0, help="std of noise added before sign()")
     p.add_argument("--meta", type=Path, default=None, help="folder with items.jsonl (real labels)")
     p.add_argument(
-        "--repeat", type=int, default=3, help="timed runs of cmh/hamming_metrics.py (best kept)"
+        "--repeat", type=int, default=3, help="timed runs of cmh/evaluation/hamming_metrics.py (best kept)"
     )
     p.add_argument("--seed", type=int, default=0, help="RNG seed")
     p.add_argument(
@@ -89,7 +89,7 @@ def synthetic_labels(n: int, classes: int, mean_labels: float, rng) -> np.ndarra
 
 def meta_labels(folder: Path, nq: int, nd: int, rng) -> np.ndarray:
     """Multi-hot ``[nq + nd, C]`` uint8 from the segment labels of random ``items.jsonl`` items."""
-    from cmh.errors import UserError
+    from cmh.utils.errors import UserError
 
     items_path, names_path = folder / "items.jsonl", folder / "label_names.txt"
     for path in (items_path, names_path):
@@ -154,7 +154,7 @@ def best_time(fn, repeat: int) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cmh.errors import UserError
+    from cmh.utils.errors import UserError
 
     args = parse_args(argv)
     try:
@@ -172,7 +172,7 @@ def check(measured: float, target: float, label: str, unit: str = "") -> tuple[s
 
 def run(args: argparse.Namespace) -> int:
     """Build the data, time both implementations, print each target; 0 if all are met."""
-    from cmh.hamming_metrics import chance_level, mean_average_precision
+    from cmh.evaluation.hamming_metrics import chance_level, mean_average_precision
 
     rng = np.random.default_rng(args.seed)
     n = args.nq + args.nd
@@ -197,11 +197,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"chance level (mean relevant fraction): {chance_level(ql, dl):.6f}")
 
     runs = {
-        "cmh/hamming_metrics.py ties='index'  ": (
+        "cmh/evaluation/hamming_metrics.py ties='index'  ": (
             lambda: mean_average_precision(qc, dc, ql, dl) + args.inject_error,
             args.repeat,
         ),
-        "cmh/hamming_metrics.py ties='average'": (
+        "cmh/evaluation/hamming_metrics.py ties='average'": (
             lambda: mean_average_precision(qc, dc, ql, dl, ties="average"),
             args.repeat,
         ),
@@ -239,5 +239,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: metrics, errors
     sys.exit(main())

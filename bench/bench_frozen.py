@@ -21,14 +21,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import train  # noqa: E402
+from cmh.utils.entry_points import run_entry_point
 
 
 def one_mode(flags: list[str], out: Path) -> dict:
     t0 = time.perf_counter()
-    if train.main([*flags, "--out", str(out), "--epochs", "2", "--eval-every", "2"]) != 0:
+    if run_entry_point("train", [*flags, "--out", str(out), "--epochs", "2", "--eval-every", "2"]) != 0:
         raise SystemExit(f"error: python train.py {' '.join(flags)} failed")
     wall = time.perf_counter() - t0
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
@@ -36,7 +34,7 @@ def one_mode(flags: list[str], out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__)
     p.add_argument("--data", help="prepared dataset (default: the demo dataset, via --demo)")

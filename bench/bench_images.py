@@ -17,21 +17,19 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cmh.errors import UserError  # noqa: E402
-from cmh.image_cache import (  # noqa: E402
+from cmh.data.caches.uint8_cache import (
     CachedImageDataset,
     cache_size,
     cached_loader,
     ensure_cache,
     gpu_transform,
 )
-from data import HashingDataset, load_prepared, make_loader  # noqa: E402
+from cmh.data.dataset import HashingDataset, make_loader
+from cmh.data.prepared_folder import load_prepared
+from cmh.utils.errors import UserError
 
 
 def images_per_second(loader, batches: int, image_size: int, cached: bool) -> float:
@@ -69,7 +67,7 @@ def bench_size(data, size: int, batch_size: int, batches: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__)
     p.add_argument("--data", default="cache/demo/prepared", help="prepared dataset folder")

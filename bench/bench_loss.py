@@ -21,6 +21,7 @@ fails the run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
@@ -28,24 +29,31 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from cmh.objectives.triplet_loss import hashing_loss, label_similarity, reference_triplet_weights
 
-from loss import hashing_loss, label_similarity, reference_triplet_weights  # noqa: E402
-from tests.loss_bruteforce import (  # noqa: E402
-    IAPR_ITEMS,
-    brute_force_loss,
-    iapr_label_sets,
-    multi_hot,
-    zipf_label_sets,
-)
+
+def _bruteforce():
+    """tests/loss_bruteforce.py, the one copy of the brute-force loss, loaded from its path."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "loss_bruteforce.py"
+    spec = importlib.util.spec_from_file_location("loss_bruteforce", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_bf = _bruteforce()
+IAPR_ITEMS = _bf.IAPR_ITEMS
+brute_force_loss = _bf.brute_force_loss
+iapr_label_sets = _bf.iapr_label_sets
+multi_hot = _bf.multi_hot
+zipf_label_sets = _bf.zipf_label_sets
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="batch sizes")

@@ -40,8 +40,7 @@ MAT_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    sys.path.insert(0, str(ROOT))
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--items", type=int, nargs="+", default=[1000, 4000, 8000], help="set sizes N")

@@ -19,13 +19,12 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[18000, 1000000], help="database sizes")
@@ -96,7 +95,7 @@ def bench_size(binary_index, n: int, args: argparse.Namespace, rng) -> None:
 def main(argv: list[str] | None = None) -> int:
     import faiss
 
-    from cmh import binary_index
+    from cmh.retrieval import binary_index
 
     args = parse_args(argv)
     if args.threads:
@@ -123,5 +122,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: retrieve
     sys.exit(main())

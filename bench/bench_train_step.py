@@ -13,86 +13,17 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
-from pathlib import Path
 
 import torch
+from step_timing import WORDS, synthetic_batch, time_steps  # bench/step_timing.py, beside this file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from loss import hashing_loss  # noqa: E402
-from models import ModelConfig, build_model  # noqa: E402
-
-WORDS = [
-    "a",
-    "red",
-    "car",
-    "in",
-    "front",
-    "of",
-    "a",
-    "white",
-    "house",
-    "two",
-    "trees",
-    "on",
-    "the",
-    "left",
-    "blue",
-    "sky",
-    "boat",
-    "sea",
-    "person",
-    "walking",
-    "street",
-    "dog",
-    "grass",
-    "mountain",
-    "snow",
-    "bicycle",
-    "flag",
-    "church",
-    "window",
-]
-
-
-def synthetic_batch(tokenizer, batch: int, image_size: int, n_labels: int, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    picks = torch.randint(len(WORDS), (batch, 20), generator=g).tolist()
-    captions = [" ".join(WORDS[i] for i in row) for row in picks]
-    tok = tokenizer(captions, truncation=True, max_length=48, padding=True, return_tensors="pt")
-    labels = (torch.rand(batch, n_labels, generator=g) < 4 / n_labels).float()
-    return {
-        "image": torch.randn(batch, 3, image_size, image_size, generator=g),
-        "input_ids": tok["input_ids"],
-        "attention_mask": tok["attention_mask"],
-        "labels": labels,
-    }
-
-
-def step(model, optimizer, batch: dict, margin: float) -> float:
-    codes = model(batch)
-    loss = hashing_loss(codes["image"], codes["text"], batch["labels"], margin)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def time_steps(model, optimizer, batches, margin: float, steps: int, warmup: int = 2) -> float:
-    """Seconds per step (median over `steps`), after `warmup` steps; `batches` is an iterator."""
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        step(model, optimizer, next(batches), margin)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+from cmh.models.hashers import ModelConfig, build_model
 
 
 def loader_batches(data_dir: str, tokenizer, cfg: ModelConfig, batch_size: int):
     """An endless iterator of training batches from a prepared dataset."""
-    from data import HashingDataset, load_prepared, make_loader
+    from cmh.data.dataset import HashingDataset, make_loader
+    from cmh.data.prepared_folder import load_prepared
 
     data = load_prepared(data_dir)
     ds = HashingDataset(
@@ -111,7 +42,7 @@ def loader_batches(data_dir: str, tokenizer, cfg: ModelConfig, batch_size: int):
 
 
 def main(argv=None) -> int:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__)
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step")

@@ -10,8 +10,8 @@ once, train.py's whole loop at the real scale, and the evaluation time.
    float32 and bf16 autocast, two step paths and two inputs each: eager (train.py's default
    loop) on synthetic tensors already on the device and through the uint8-cache loader
    (4 workers, pinned memory, image_cache.gpu_transform on the device); and the static step of
-   train.py --cuda-graphs (cmh.graph_step: captured once, replayed) on synthetic tensors and on
-   train.py --resident-data's batches (cmh.resident_batches: the split's uint8 cache on the
+   train.py --cuda-graphs (cmh.engine.graph_step: captured once, replayed) on synthetic tensors and on
+   train.py --resident-data's batches (cmh.data.caches.resident_batches: the split's uint8 cache on the
    device). Per row: ms/step (median over the timed steps after warm-up, the device
    synchronised around each), "vs eager" (the eager synthetic row of the same batch and
    precision, this run, over this row), pairs/s, peak GPU memory, the last loss, and the
@@ -52,38 +52,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import gpu_loop
+import gpu_parallel
+import gpu_steps as steps
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import gpu_loop  # noqa: E402
-import gpu_parallel  # noqa: E402
-import gpu_steps as steps  # noqa: E402
-from gpu_steps import FULL, N_LABELS, TINY, TOKENS  # noqa: E402
+from gpu_steps import FULL, N_LABELS, TINY, TOKENS
 
 EVAL_BITS = 64
 
 
 def demo_data(folder: Path, items: int):
     """A generated prepared dataset of ``items`` items (data.py demo) and a WordPiece tokenizer."""
-    import data
-    from models import tokenizer_from_json, train_wordpiece
+    from cmh.data.prepared_folder import load_prepared
+    from cmh.models.text_encoders import tokenizer_from_json, train_wordpiece
+    from cmh.utils.entry_points import run_entry_point
 
     if not (folder / "prepared" / "summary.json").is_file():
         argv = ["demo", "--out", str(folder), "--n-items", str(items), "--image-size", "96"]
-        if data.main(argv) != 0:
+        if run_entry_point("data", argv) != 0:
             raise RuntimeError(f"could not generate the demo dataset in {folder}")
-    prepared = data.load_prepared(folder / "prepared")
+    prepared = load_prepared(folder / "prepared")
     tok = train_wordpiece(prepared.captions(prepared.splits["train"]), 2000)
     return prepared, tokenizer_from_json(tok.to_str())
 
 
 def cached_dataset(prepared, tokenizer, size: dict):
     """The training split as image_cache.CachedImageDataset (the uint8 cache, built once)."""
-    from cmh.image_cache import CachedImageDataset
+    from cmh.data.caches.uint8_cache import CachedImageDataset
 
     return CachedImageDataset(prepared, "train", tokenizer, TOKENS, size["image"], train=True,
                               build_workers=size["workers"])  # fmt: skip
@@ -91,7 +87,7 @@ def cached_dataset(prepared, tokenizer, size: dict):
 
 def loader_batches(prepared, tokenizer, size: dict, batch: int, device: torch.device):
     """Endless training batches through the uint8-cache path, "image" made on ``device``."""
-    from cmh.image_cache import cached_loader, gpu_transform
+    from cmh.data.caches.uint8_cache import cached_loader, gpu_transform
 
     ds = cached_dataset(prepared, tokenizer, size)
     loader = cached_loader(ds, batch, shuffle=True, seed=0, num_workers=size["workers"],
@@ -107,9 +103,9 @@ def loader_batches(prepared, tokenizer, size: dict, batch: int, device: torch.de
 
 
 def resident_batches(prepared, tokenizer, size: dict, batch: int, device: torch.device):
-    """Endless batches of train.py --resident-data (cmh.resident_batches: the split's uint8
+    """Endless batches of train.py --resident-data (cmh.data.caches.resident_batches: the split's uint8
     cache on ``device``, crops and flips there), and the static text length."""
-    from cmh.resident_batches import ResidentBatches, longest_caption
+    from cmh.data.caches.resident_batches import ResidentBatches, longest_caption
 
     ds = cached_dataset(prepared, tokenizer, size)
     resident = ResidentBatches(ds, device, batch, 0, tokenizer.pad_token_id)
@@ -197,7 +193,7 @@ def training_rows(size: dict, device: torch.device, data_dir: Path, precisions, 
 
 def eval_rows(n_query: int, n_db: int) -> list[dict]:
     """Seconds of metrics.mean_average_precision on random 64-bit codes, both tie policies."""
-    from cmh.hamming_metrics import mean_average_precision
+    from cmh.evaluation.hamming_metrics import mean_average_precision
 
     rng = np.random.default_rng(0)
     codes = [
@@ -285,7 +281,7 @@ def markdown(result: dict) -> str:
 
 
 def parse_args(argv):
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__)
     a = p.add_argument

@@ -43,13 +43,12 @@ def random_bert_folder(folder: Path, prepared: Path, bert: dict) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    sys.path.insert(0, str(ROOT))
-    import data
-    from models import tokenizer_from_json, train_wordpiece
+    from cmh.data.prepared_folder import load_prepared
+    from cmh.models.text_encoders import tokenizer_from_json, train_wordpiece
 
     if (folder / "config.json").is_file():
         return folder
-    split = data.load_prepared(prepared)
+    split = load_prepared(prepared)
     tokenizer = tokenizer_from_json(
         train_wordpiece(split.captions(split.splits["train"]), 8000).to_str()
     )

@@ -7,23 +7,19 @@ decay 5e-4). Two ways to run a step on the same model and batches:
 
 - eager: ``zero_grad``, forward, loss, backward, ``optimizer.step()`` from Python, as
   train.py's default loop;
-- static: cmh.graph_step.StaticStep, as train.py --cuda-graphs — on a CUDA device the step is
+- static: cmh.engine.graph_step.StaticStep, as train.py --cuda-graphs — on a CUDA device the step is
   captured once as a CUDA graph and replayed; on the CPU (tests) it runs on its static buffers
   without capture (label "static, not captured").
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import TINY_BERT  # noqa: E402
+from cmh.models.hashers import TINY_BERT
 
 FULL = {
     "name": "full",
@@ -59,8 +55,8 @@ def build(size: dict, device: torch.device):
     """CrossModalHasher (ResNet-18 + BERT of ``size``, random init) and its Adam, seed 0."""
     from transformers import BertConfig, BertModel
 
-    from cmh.image_backbones import build_backbone
-    from models import CrossModalHasher, ImageHasher, ModelConfig, TextHasher
+    from cmh.models.hashers import CrossModalHasher, ImageHasher, ModelConfig, TextHasher
+    from cmh.models.image_backbones import build_backbone
 
     torch.manual_seed(0)
     cfg = ModelConfig(bits=TRAIN_BITS, image_weights="none", image_size=size["image"])
@@ -92,7 +88,7 @@ def synthetic_batches(size: dict, batch: int, device: torch.device):
 def forward_loss(model, bf16: bool):
     """``batch -> loss terms`` of ``model`` (bf16 autocast when ``bf16``; no autocast weight
     cache, which a captured graph may not hold)."""
-    from loss import hashing_loss
+    from cmh.objectives.triplet_loss import hashing_loss
 
     device_type = next(model.parameters()).device.type
 
@@ -119,8 +115,8 @@ def eager_step(model, optimizer, bf16: bool):
 
 
 def static_step(model, optimizer, bf16: bool, example: dict, text_length: int, pad: int = 0):
-    """cmh.graph_step.StaticStep over ``example``'s shapes (warm-up and capture happen here)."""
-    from cmh.graph_step import StaticStep
+    """cmh.engine.graph_step.StaticStep over ``example``'s shapes (warm-up and capture happen here)."""
+    from cmh.engine.graph_step import StaticStep
 
     return StaticStep(model, optimizer, forward_loss(model, bf16), example, text_length, pad)
 

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: cmh
-
 SPLITS = ("all", "train", "val", "query", "database")
 
 
@@ -46,7 +44,7 @@ def length_report(lengths: np.ndarray, limits: list[int]) -> str:
 
 def parse_args(argv):
     """Command-line flags."""
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="a prepared folder (data.py prepare)")
@@ -64,8 +62,8 @@ def load_tokenizer(name: str):
     """A fast tokenizer from a folder or the hub; UserError naming ``--text-model`` otherwise."""
     from transformers import AutoTokenizer
 
-    from cmh.errors import UserError
-    from cmh.model_sources import offline_kwargs
+    from cmh.models.model_sources import offline_kwargs
+    from cmh.utils.errors import UserError
 
     try:
         return AutoTokenizer.from_pretrained(name, use_fast=True, **offline_kwargs(name))
@@ -77,8 +75,8 @@ def load_tokenizer(name: str):
 
 
 def main(argv=None) -> int:
-    from cmh.errors import UserError
-    from cmh.prepared import load_prepared
+    from cmh.data.prepared_folder import load_prepared
+    from cmh.utils.errors import UserError
 
     args = parse_args(argv)
     try:

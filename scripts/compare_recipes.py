@@ -14,8 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: cmh
-
 # sweep folder under OUT -> what the table calls it
 RECIPES = {
     "seed-recipe": "reference recipe (`--recipe seed`)",
@@ -38,9 +36,9 @@ PUBLISHED = {
 
 
 def load_aggregates(out: Path) -> dict[str, dict]:
-    """{sweep folder name: cmh.seed_table.aggregate of its finished runs}; a sweep without a
+    """{sweep folder name: cmh.evaluation.seed_table.aggregate of its finished runs}; a sweep without a
     finished run is named on stderr and left out."""
-    from cmh.seed_table import aggregate
+    from cmh.evaluation.seed_table import aggregate
     from scripts.seed_results import load_sweep
 
     aggs = {}
@@ -57,7 +55,7 @@ def load_aggregates(out: Path) -> dict[str, dict]:
 
 def _recipe_rows(bits: int, name: str, group: dict, directions: list[str]) -> list[str]:
     """The two rows (epoch chosen on validation, on the queries) of one recipe at one length."""
-    from cmh.seed_table import MISSING, format_mean_std
+    from cmh.evaluation.seed_table import MISSING, format_mean_std
 
     n = len(group["seeds"])
     seeds = " ".join(str(s) for s in group["seeds"])
@@ -75,7 +73,7 @@ def _recipe_rows(bits: int, name: str, group: dict, directions: list[str]) -> li
 
 def comparison_markdown(aggs: dict[str, dict]) -> str:
     """The comparison table (markdown) of the aggregates of :func:`load_aggregates`."""
-    from cmh.seed_table import MISSING
+    from cmh.evaluation.seed_table import MISSING
 
     groups = {(name, g["bits"]): g for name, agg in aggs.items() for g in agg["code_lengths"]}
     lengths = sorted({bits for _, bits in groups} | set(PUBLISHED))
@@ -110,7 +108,7 @@ def comparison_markdown(aggs: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: print the comparison and write OUT/comparison.md."""
-    from cmh.cli import Parser
+    from cmh.utils.cli import Parser
 
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

@@ -28,12 +28,10 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: cmh
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags."""
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--meta", type=Path, required=True, help="the iapr-tc12-meta folder")

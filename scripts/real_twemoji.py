@@ -47,15 +47,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import data  # noqa: E402
-import retrieve  # noqa: E402
-from cmh.errors import UserError  # noqa: E402
-from cmh.hamming_metrics import chance_level, mean_average_precision  # noqa: E402
-from cmh.seed_table import mean_std  # noqa: E402
-from scripts.real_captions import minilm_folder, run_decision, train_or_reuse  # noqa: E402
+from cmh.data.prepared_folder import load_prepared
+from cmh.evaluation.hamming_metrics import chance_level, mean_average_precision
+from cmh.evaluation.seed_table import mean_std
+from cmh.models.model_sources import minilm_folder
+from cmh.runs.reuse import run_decision, train_or_reuse
+from cmh.utils.entry_points import run_entry_point
+from cmh.utils.errors import UserError
 
 METHODS = ("random-towers", "frozen", "dcmh", "finetune", "random-proj")
 QUERIES = ("a happy face", "a red fruit", "a flag of an island country")
@@ -129,14 +127,14 @@ def train_and_read(prepared: Path, out: Path, flags: list[str]) -> dict:
 
 def random_projection(prepared: Path, bits: int, checkpoint: Path, seed: int = 0) -> dict:
     """sign(X R) per modality of the frozen features that ``checkpoint``'s run cached."""
-    import evaluate
-    from cmh.checkpoint_io import load_checkpoint
-    from cmh.frozen_features import reusable_cache
+    from cmh.data.caches.frozen_features import reusable_cache
+    from cmh.models.hashers import load_model
+    from cmh.runs.checkpoints import load_checkpoint
 
     t0 = time.perf_counter()
-    d = data.load_prepared(prepared)
+    d = load_prepared(prepared)
     state = load_checkpoint(checkpoint)
-    model, _, _ = evaluate.load_model(state, torch.device("cpu"))
+    model, _, _ = load_model(state, torch.device("cpu"))
     cache = reusable_cache(model, d.root, state.get("args", {}), False)
     if cache is None:
         raise SystemExit(f"error: no frozen-feature cache of {checkpoint} to project")
@@ -206,7 +204,7 @@ def query_pages(checkpoint: Path, out: Path) -> list[Path]:
     """retrieve.py index of the database, then one inlined HTML page per text query."""
     index = out / "index"
     built = (index / "meta.json").is_file()
-    if not built and retrieve.main(["index", "--checkpoint", str(checkpoint), "--out", str(index)]):
+    if not built and run_entry_point("retrieve", ["index", "--checkpoint", str(checkpoint), "--out", str(index)]):
         raise SystemExit("error: retrieve.py index failed")
     pages = []
     for text in QUERIES:
@@ -214,14 +212,14 @@ def query_pages(checkpoint: Path, out: Path) -> list[Path]:
         page.parent.mkdir(parents=True, exist_ok=True)
         argv = ["query", "--index", str(index), "--text", text, "--k", "10", "--html", str(page),
                 "--embed"]  # fmt: skip
-        if retrieve.main(argv) != 0:
+        if run_entry_point("retrieve", argv) != 0:
             raise SystemExit(f"error: retrieve.py {shlex.join(argv)} failed")
         pages.append(page)
     return pages
 
 
 def parse_args(argv=None):
-    from cmh.cli import Parser  # no prefix matching; suggests unknown flags
+    from cmh.utils.cli import Parser  # no prefix matching; suggests unknown flags
 
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--twemoji", type=Path, required=True, help="unpacked emoji-datasource-twitter")
@@ -275,7 +273,7 @@ def prepare(args) -> Path:
         for flag in ("n_query", "n_train", "n_val"):
             if getattr(args, flag) is not None:
                 argv += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-        if data.main(argv) != 0:
+        if run_entry_point("data", argv) != 0:
             raise SystemExit("error: data.py " + shlex.join(argv) + " failed")
     return prepared
 

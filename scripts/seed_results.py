@@ -6,7 +6,7 @@ reads every OUT/bits{B}/seed{S}/results.json and writes
 
     OUT/results.md       mean ± std per code length and direction (both tie policies, and the
                          queries-selected number when the runs had --query-every), then per seed
-    OUT/results.json     the same numbers (cmh.seed_table.aggregate) and the run folders
+    OUT/results.json     the same numbers (cmh.evaluation.seed_table.aggregate) and the run folders
     OUT/seed_curves.png  every seed's validation curve, one panel per code length
 
 A run folder without results.json (still running, or stopped) is named on stderr and left out.
@@ -19,8 +19,6 @@ import os
 import re
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: cmh
 
 RUN_FOLDER = re.compile(r"seed(-?\d+)$")
 BITS_FOLDER = re.compile(r"bits(\d+)$")
@@ -83,8 +81,8 @@ def summarize(out: Path) -> tuple[dict, str]:
     """Aggregate a sweep and write results.md, results.json and seed_curves.png into ``out``;
     (aggregate, markdown). Raises FileNotFoundError naming ``out`` when it holds no finished
     run."""
-    from cmh.curves import plot_seed_curves
-    from cmh.seed_table import aggregate, format_markdown
+    from cmh.evaluation.seed_table import aggregate, format_markdown
+    from cmh.evaluation.training_curves import plot_seed_curves
 
     runs, unfinished, folders = load_sweep(out)
     for run_dir in unfinished:
@@ -105,7 +103,7 @@ def summarize(out: Path) -> tuple[dict, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: print the table and say where the files went."""
-    from cmh.cli import Parser
+    from cmh.utils.cli import Parser
 
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the sweep folder (holds bits<B>/seed<S>/)")

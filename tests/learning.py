@@ -19,11 +19,11 @@ def distinct_fraction(codes) -> float:
 
 
 def encode_run(run: Path, splits=("query", "database")) -> dict:
-    """cmh.encoding.encode of ``splits`` with the run's best.pt (the codes evaluate.py ranks)."""
+    """cmh.evaluation.encoding.encode of ``splits`` with the run's best.pt (the codes evaluate.py ranks)."""
     import data
-    from cmh.checkpoint_io import load_checkpoint
-    from cmh.encoding import encode, pad_id
-    from evaluate import load_model
+    from cmh.evaluation.encoding import encode, pad_id
+    from cmh.models.hashers import load_model
+    from cmh.runs.checkpoints import load_checkpoint
 
     model, tokenizer, cfg = load_model(load_checkpoint(run / "best.pt"), torch.device("cpu"))
     prepared = data.load_prepared(json.loads((run / "args.json").read_text())["data"])

@@ -1,13 +1,13 @@
 """scripts/caption_lengths.py: token counts and the captions each --max-length would cut,
-checked against what training's own tokenization (cmh.dataset.tokenize_captions) cuts."""
+checked against what training's own tokenization (cmh.data.dataset.tokenize_captions) cuts."""
 
 from __future__ import annotations
 
 import numpy as np
 
 import models
-from cmh.dataset import tokenize_captions
-from cmh.prepared import load_prepared
+from cmh.data.dataset import tokenize_captions
+from cmh.data.prepared_folder import load_prepared
 from scripts import caption_lengths
 
 

@@ -7,6 +7,7 @@ import json
 
 import evaluate
 import train
+from cmh.engine import run_setup
 
 
 def clip_flags(tiny_flags: list[str]) -> list[str]:
@@ -58,13 +59,13 @@ def test_per_tower_rates_and_the_text_limit():
     import pytest
 
     import models
-    from cmh.errors import UserError
+    from cmh.utils.errors import UserError
 
     cfg = models.ModelConfig(image_encoder="clip", text_encoder="clip", clip_model="tiny",
                              image_size=32, max_length=24, image_norm="clip")  # fmt: skip
     model, _ = models.build_model(cfg, ["a red car", "two dogs on the grass"])
     args = train.parse_args(["--optimizer", "separate", "--image-lr", "1e-3", "--text-lr", "1e-4"])
-    groups = train.build_optimizer(args, model).param_groups
+    groups = run_setup.build_optimizer(args, model).param_groups
     assert [(g["name"], g["lr"]) for g in groups] == [("image", 1e-3), ("text", 1e-4)]
     ids = [{id(p) for p in g["params"]} for g in groups]
     assert not ids[0] & ids[1]

@@ -1,4 +1,4 @@
-"""cmh/clip_towers.py: the tiny CLIP, both backbones against CLIPModel's own features, pooling at
+"""cmh/models/clip_towers.py: the tiny CLIP, both backbones against CLIPModel's own features, pooling at
 the end-of-text token, rebuild from the checkpoint strings, offline messages. All offline."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-import cmh.clip_towers as ct
-from cmh import model_sources
-from cmh.errors import UserError
+import cmh.models.clip_towers as ct
+from cmh.models import model_sources
+from cmh.utils.errors import UserError
 
 CAPTIONS = [
     "a red car in front of a white house; two trees on the left; blue sky;",

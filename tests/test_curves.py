@@ -1,4 +1,4 @@
-"""cmh.curves: RUN/curves.png from a made-up run folder (loss terms, validation mAP, the query
+"""cmh.evaluation.training_curves: RUN/curves.png from a made-up run folder (loss terms, validation mAP, the query
 curve drawn apart), torn last lines skipped, written atomically; every seed's curve per length."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from cmh.curves import (
+from cmh.evaluation.training_curves import (
     QUERY_LABEL,
     plot_run_curves,
     plot_seed_curves,

@@ -1,4 +1,4 @@
-"""cmh/prepare_step.py (raw and lists input, the CLI via data.main) and data.py (the prepared folder,
+"""cmh/data/prepare.py (raw and lists input, the CLI via data.main) and data.py (the prepared folder,
 the Dataset and loader)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import data
-from cmh import prepare_step as prepare
-from cmh.errors import UserError
+from cmh.data import prepare as prepare
+from cmh.utils.errors import UserError
 from tests.data_fixtures import (
     LABEL_NAMES,
     annotation_bytes,
@@ -545,7 +545,7 @@ def test_zero_queries_gives_no_chance_level(tmp_path: Path, capsys) -> None:
 
 # =========================================================================== one prepare step
 def test_data_main_and_prepare_step_write_the_same_folder(tmp_path: Path) -> None:
-    """data.main (the CLI) and cmh.prepare_step.prepare are one prepare step: same files."""
+    """data.main (the CLI) and cmh.data.prepare.prepare are one prepare step: same files."""
     assert run_prepare(tmp_path, *SMALL, "--seed", "7", out="via_data") == 0
     argv = ["prepare", "--iapr-root", str(tmp_path / "raw/iaprtc12"), "--saiapr-root",
             str(tmp_path / "raw/saiapr_tc-12"), "--out", str(tmp_path / "via_fn"), *SMALL,

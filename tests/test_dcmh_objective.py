@@ -1,4 +1,4 @@
-"""cmh/dcmh_objective.py against a brute-force double loop over (i, j) and hand-made cases."""
+"""cmh/objectives/dcmh_loss.py against a brute-force double loop over (i, j) and hand-made cases."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from cmh.dcmh_objective import (
+from cmh.engine.schedules import lr_schedule
+from cmh.objectives.dcmh_loss import (
     DcmhState,
     dcmh_loss,
     epoch_batches,
-    lr_schedule,
     similarity_rows,
 )
 

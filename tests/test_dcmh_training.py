@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import train
-from cmh import dcmh_objective, dcmh_training
+from cmh.objectives import dcmh as dcmh_training
+from cmh.objectives import dcmh_loss as dcmh_objective
 
 FLAGS = ["--objective", "dcmh", "--epochs", "2", "--lr", "1e-3"]
 
@@ -58,7 +59,7 @@ def test_schedule_passes_rows_and_codes(tiny_prepared, tiny_flags, tmp_path, spy
 
 
 def test_linear_heads_can_leave_minus_one_to_one(tiny_prepared, tiny_flags, tmp_path):
-    from evaluate import load_model
+    from cmh.models.hashers import load_model
 
     out = tmp_path / "run"
     argv = ["--data", str(tiny_prepared), "--out", str(out), *tiny_flags, *FLAGS, "--epochs", "1"]

@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo generator (cmh/demo_scenes.py samples, cmh/demo_generator.py draws and writes):
+"""Tests of the synthetic demo generator (cmh/data/sources/demo_scenes.py samples, cmh/data/sources/demo_generator.py draws and writes):
 determinism, the raw IAPR / SAIAPR layout, label statistics, caption variety, the module split,
 the CLI, and that ``data.py prepare`` reads the output."""
 
@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import data
-from cmh import demo_captions, demo_kinds, demo_scenes
-from cmh import demo_generator as demo
-from cmh.errors import UserError
+from cmh.data.sources import demo_captions, demo_kinds, demo_scenes
+from cmh.data.sources import demo_generator as demo
+from cmh.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,8 +158,8 @@ def test_captions_vary_and_mention_most_labels():
 
 def test_sampling_module_draws_nothing_and_demo_reexports_its_api():
     code = (
-        "import sys, cmh.demo_scenes; "
-        "print(sorted({'cmh.demo_generator', 'data', 'PIL'} & set(sys.modules)))"
+        "import sys, cmh.data.sources.demo_scenes; "
+        "print(sorted({'cmh.data.sources.demo_generator', 'data', 'PIL'} & set(sys.modules)))"
     )
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
@@ -203,7 +203,7 @@ def test_main_prints_stats_reruns_in_place_and_rejects_bad_input(tmp_path, capsy
         demo.generate_demo(foreign, n_items=5)
     assert (foreign / "iaprtc12" / "keep.txt").exists()
     run = subprocess.run(
-        [sys.executable, "-m", "cmh.demo_generator", "--out", str(tmp_path / "y"), "--seed", "-1"],
+        [sys.executable, "-m", "cmh.data.sources.demo_generator", "--out", str(tmp_path / "y"), "--seed", "-1"],
         cwd=REPO,
         capture_output=True,
         text=True,

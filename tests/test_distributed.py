@@ -116,7 +116,7 @@ def test_two_processes_full_model_run(tiny_prepared, tmp_path, tiny_flags):
 def test_two_processes_dcmh_equals_one(tiny_prepared, tmp_path, tiny_flags):
     """--objective dcmh under torchrun keeps F, G and B identical on every rank (rank 0 writes
     them) and, with the balance term off (--eta 0: the one term that sees the other ranks' rows
-    of a batch at their buffer values, see cmh/dcmh_training.py), equals one process with the same
+    of a batch at their buffer values, see cmh/objectives/dcmh.py), equals one process with the same
     global batch: every step's likelihood and quantization gradient is the batch's. Frozen
     features (no augmentation) and no head input norm (--head-norm none: a BatchNorm's statistics
     are each rank's slice's, as in the backbones). Tolerance 1e-4, as above."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cmh import bag_of_words, iapr_lists, iapr_raw
-from cmh.errors import UserError
+from cmh.data import bag_of_words
+from cmh.data.sources import iapr_lists, iapr_raw
+from cmh.utils.errors import UserError
 
 # Verbatim raw annotations from the real benchmark (raw-annotation-samples/00/676.eng and
 # 12/12718.eng): a DESCRIPTION spanning two lines, and one whose closing tag is on the next line.

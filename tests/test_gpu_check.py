@@ -38,7 +38,7 @@ def test_tiny_run_writes_table_and_json(tmp_path, capsys):
     }
     rows = result["training"]
     fp32 = "fp32 (matmul fp32, conv fp32)"
-    static = "static, not captured"  # no CUDA here: cmh.graph_step runs without capture
+    static = "static, not captured"  # no CUDA here: cmh.engine.graph_step runs without capture
     assert [(r["batch"], r["precision"], r["path"], r["input"]) for r in rows] == [
         (4, fp32, "eager", "synthetic"),
         (4, fp32, "eager", "uint8 cache loader"),

@@ -1,4 +1,4 @@
-"""--cuda-graphs (cmh/graph_step.py): the static step equals the eager loop on the same batches.
+"""--cuda-graphs (cmh/engine/graph_step.py): the static step equals the eager loop on the same batches.
 
 On the CPU the step runs uncaptured on its static buffers (copies, text padding, warm-up and its
 undoing all exercised); the captured CUDA graph is checked against the eager loop when a GPU is
@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import train
-from cmh.encoding import pad_id
-from cmh.graph_step import StaticStep, static_epoch
-from cmh.training_loop import Run, batch_loss
+from cmh.engine import run_setup
+from cmh.engine.graph_step import StaticStep, static_epoch
+from cmh.engine.loop import Run, batch_loss
+from cmh.evaluation.encoding import pad_id
 
 LENGTH = 64  # --max-length: above the longest caption, so batches differ in their longest
 
@@ -24,8 +25,8 @@ def _run(tiny_prepared, tmp_path, tiny_flags, *extra):
     args = train.parse_args(["--data", str(tiny_prepared), "--out", str(tmp_path / "r"),
                              *tiny_flags, "--image-cache", "--max-length", str(LENGTH),
                              *extra])  # fmt: skip
-    data, model, tokenizer, cfg, optimizer, _ = train.prepare_run(args)
-    run = Run(args, data, tokenizer, cfg, torch.device("cpu"), tmp_path, train.loss_function(args))
+    data, model, tokenizer, cfg, optimizer, _ = run_setup.prepare_run(args)
+    run = Run.create(args, data, tokenizer, cfg, torch.device("cpu"), tmp_path)
     return run, model, optimizer
 
 
@@ -77,7 +78,7 @@ def _padded(batch: dict, length: int, pad: int) -> dict:
 
 def _twins(run, model):
     twin = copy.deepcopy(model)
-    return twin, train.build_optimizer(run.args, twin)
+    return twin, run_setup.build_optimizer(run.args, twin)
 
 
 def test_static_step_is_the_eager_step_exactly(setup):

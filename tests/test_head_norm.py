@@ -4,7 +4,7 @@ DCMH's balance term sum_k (sum_i f_ik)^2 over all training items is ill-conditio
 mean of raw non-negative features (ReLU then pooling): the codes collapse to chance. Centring the
 head's inputs (BatchNorm1d without affine parameters) is the same function class at evaluation
 (an affine map) and lets the same objective and optimiser learn. The last test trains linear heads
-on such features with cmh.dcmh_objective both ways and checks exactly that.
+on such features with cmh.objectives.dcmh_loss both ways and checks exactly that.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 import train
-from cmh.dcmh_objective import DcmhState, dcmh_loss, epoch_batches, similarity_rows
-from cmh.hamming_metrics import chance_level, mean_average_precision
+from cmh.engine import run_setup
+from cmh.evaluation.hamming_metrics import chance_level, mean_average_precision
+from cmh.objectives.dcmh_loss import DcmhState, dcmh_loss, epoch_batches, similarity_rows
 from models import HashHead, ModelConfig, build_model
 
 
@@ -24,7 +25,7 @@ def test_defaults_follow_the_objective_and_an_explicit_flag_wins():
     assert train.parse_args(["--demo"]).head_norm == "none"
     given = train.parse_args(["--demo", "--objective", "dcmh", "--head-norm", "none"])
     assert given.head_norm == "none"
-    assert train.model_config(given).head_norm == "none"
+    assert run_setup.model_config(given).head_norm == "none"
 
 
 def test_build_model_puts_the_norm_in_every_head_and_an_old_config_has_none():

@@ -10,9 +10,9 @@ import torch
 
 import models
 import train
-from cmh import image_backbones
-from cmh.errors import UserError
-from cmh.image_backbones import build_backbone, load_state
+from cmh.models import image_backbones
+from cmh.models.image_backbones import build_backbone, load_state
+from cmh.utils.errors import UserError
 
 # (name, image size): a ResNet, a ViT (its position embeddings sized for 32 px) and a ConvNeXt
 ZOO = [("resnet18", 32), ("vit_b_16", 32), ("convnext_tiny", 32)]

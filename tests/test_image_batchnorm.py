@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import train
-from cmh.checkpoint_io import load_checkpoint
-from cmh.image_backbones import build_backbone
+from cmh.models.image_backbones import build_backbone
+from cmh.runs.checkpoints import load_checkpoint
 from models import ImageHasher
 
 

@@ -1,4 +1,4 @@
-"""cmh/image_cache.py: the uint8 cache (build, reuse, rebuild), the cached dataset and loader,
+"""cmh/data/caches/uint8_cache.py: the uint8 cache (build, reuse, rebuild), the cached dataset and loader,
 gpu_transform (crop/flip randomness, seeded determinism, eval closeness to the JPEG path), and
 train.py --image-cache end to end."""
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 import data
 import train
-from cmh.image_cache import (
+from cmh.data.caches.uint8_cache import (
     CachedImageDataset,
     cache_paths,
     cache_size,
@@ -188,7 +188,7 @@ def test_eval_transform_close_to_jpeg_path():
 def test_train_main_with_image_cache(prepared, tmp_path, tiny_flags, monkeypatch):
     """--image-cache trains and evaluates from the uint8 cache: every training batch and every
     encoded batch goes through gpu_transform (train=True for training, False for encoding)."""
-    from cmh import training_loop
+    from cmh.engine import loop as training_loop
 
     calls = []
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 ROOT_MODULES = {"data", "evaluate", "loss", "models", "retrieve", "train"}
 
@@ -25,13 +27,15 @@ def imported_modules(path: Path) -> set[str]:
 
 def our_modules() -> dict[str, Path]:
     mods = {p.stem: p for p in REPO.glob("*.py")}
-    mods |= {f"cmh.{p.stem}": p for p in (REPO / "cmh").glob("*.py") if p.stem != "__init__"}
+    for path in (REPO / "cmh").rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return mods
 
 
 def import_graph() -> dict[str, set[str]]:
     mods = our_modules()
-    return {name: imported_modules(path) & set(mods) for name, path in mods.items()}
+    return {name: (imported_modules(path) & set(mods)) - {name} for name, path in mods.items()}
 
 
 def test_the_root_holds_exactly_the_face_of_the_project():
@@ -106,3 +110,98 @@ def test_modules_and_functions_stay_short():
             if isinstance(node, ast.FunctionDef) and code_lines(node) > 62:
                 long_functions.append(f"{name}.{node.name}")
     assert long_modules == [] and long_functions == []
+
+
+# ------------------------------------------------------------------ the package's shape
+ENTRY_POINTS = {"train", "evaluate", "retrieve", "data"}
+
+
+def test_no_module_is_left_loose_in_the_package():
+    """`ls cmh/*.py` prints only cmh/__init__.py: every module sits in a sub-package."""
+    assert sorted(p.name for p in (REPO / "cmh").glob("*.py")) == ["__init__.py"]
+
+
+def listed_names(init: Path) -> list[str]:
+    """The names an ``__init__`` docstring lists: the first word of each indented line
+    (a sub-package written NAME/)."""
+    doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")), clean=False) or ""
+    return [line.split()[0].rstrip("/") for line in doc.splitlines() if line.startswith("    ")]
+
+
+def packages() -> list[Path]:
+    return sorted(p.parent for p in (REPO / "cmh").rglob("__init__.py"))
+
+
+@pytest.mark.parametrize("package", packages(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_package_lists_its_modules_one_line_each(package):
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    subpackages = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    listed = listed_names(package / "__init__.py")
+    assert sorted(listed) == sorted(modules | subpackages)
+    assert len(listed) == len(set(listed))
+
+
+def test_the_listing_check_sees_a_missing_module(tmp_path):
+    (tmp_path / "__init__.py").write_text('"""pkg.\n\n    a   the a module\n"""\n')
+    assert listed_names(tmp_path / "__init__.py") == ["a"]
+
+
+def script_files() -> list[Path]:
+    return sorted([*(REPO / "scripts").glob("*.py"), *(REPO / "bench").glob("*.py")])
+
+
+def test_no_sys_path_edit_in_scripts_or_bench():
+    """scripts/ and bench/ import the installed package (requirements.txt ends with -e .)."""
+    offenders = [str(p.relative_to(REPO)) for p in script_files() if uses_sys_path(p.read_text())]
+    assert offenders == []
+
+
+def uses_sys_path(source: str) -> bool:
+    """Code (not a docstring) that touches sys.path."""
+    return any(
+        isinstance(n, ast.Attribute) and n.attr == "path" and getattr(n.value, "id", "") == "sys"
+        for n in ast.walk(ast.parse(source))
+    )
+
+
+def test_the_sys_path_check_sees_an_edit():
+    assert uses_sys_path("import sys\nsys.path.insert(0, '..')\n")
+    assert not uses_sys_path('"""the folder comes first on sys.path"""\n')
+
+
+def is_entry_point(path: Path) -> bool:
+    """A file run as a program: the root's entry points, or a script with a __main__ block."""
+    if path.parent == REPO:
+        return path.stem in ENTRY_POINTS
+    return 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
+
+
+def test_no_entry_point_is_imported_by_another_module():
+    """train.py, evaluate.py, retrieve.py, data.py and every script of scripts/ and bench/ import
+    the package, never each other (they run one another as child processes). Tests may import
+    an entry point to call its main(argv)."""
+    files = [*REPO.glob("*.py"), *script_files(), *(REPO / "cmh").rglob("*.py")]
+    entry = {p.stem for p in files if is_entry_point(p)}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(imported_modules(p) & entry)
+        for p in files
+        if imported_modules(p) & entry
+    }
+    assert offenders == {}
+
+
+def test_the_entry_point_check_sees_an_import():
+    assert imported_modules_of("import train\n") & ENTRY_POINTS == {"train"}
+    assert imported_modules_of("def f():\n    from evaluate import x\n") & ENTRY_POINTS == {
+        "evaluate"
+    }
+
+
+def imported_modules_of(source: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names

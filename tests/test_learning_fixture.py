@@ -9,7 +9,7 @@ import pytest
 import torch
 from learning import assert_learned, distinct_fraction
 
-from cmh.checkpoint_io import load_checkpoint, save_checkpoint
+from cmh.runs.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_the_learned_run_is_diverse_and_above_chance(learned_run):

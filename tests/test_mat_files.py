@@ -1,4 +1,4 @@
-"""Reading the circulated MATLAB benchmark files (cmh.mat_files, cmh.mat_sets, cmh.protocols).
+"""Reading the circulated MATLAB benchmark files (cmh.data.sources.mat_files, cmh.data.sources.mat_sets, cmh.data.published_splits).
 
 No real file is available, so every test writes a small one of the same layout: MATLAB v7.3
 (HDF5 with the MATLAB header block, axes reversed, ``MATLAB_class`` attributes, cells as
@@ -18,10 +18,10 @@ import scipy.io
 import scipy.sparse
 from mat_builders import TO_LAYOUT, WRITERS, cell, write_h5, write_v5, write_v73
 
-from cmh.errors import UserError
-from cmh.mat_files import MatFile
-from cmh.mat_sets import read_clip, read_dcmh
-from cmh.protocols import check_dataset, split_sizes
+from cmh.data.published_splits import check_dataset, split_sizes
+from cmh.data.sources.mat_files import MatFile
+from cmh.data.sources.mat_sets import read_clip, read_dcmh
+from cmh.utils.errors import UserError
 
 N, H, W, N_LABELS, VOCAB = 6, 5, 7, 4, 9  # all different, so no axis can pass for another
 PIXEL = (4, 2, 5, 0)  # item, row, column, channel of a known value

@@ -24,9 +24,9 @@ from mat_builders import TO_LAYOUT, cell, write_h5, write_v5, write_v73
 from PIL import Image
 
 import data
-from cmh import mat_prepare
-from cmh.errors import UserError
-from cmh.image_array import ImageArray, parse_ref
+from cmh.data.caches.image_array import ImageArray, parse_ref
+from cmh.data.sources import mat_prepare
+from cmh.utils.errors import UserError
 
 N, H, W, VOCAB = 40, 12, 10, 30  # H != W: a swapped axis cannot pass
 PIXEL = (5, 7, 2, 0)  # item, row, column, channel of a known value
@@ -119,7 +119,7 @@ def test_merged_v73_hwcn(tmp_path: Path) -> None:
 
 def test_image_cache_builds_from_the_array(tmp_path: Path) -> None:
     """--image-cache decodes the array rows as it decodes files (PIL square resize)."""
-    from cmh.image_cache import ensure_cache
+    from cmh.data.caches.uint8_cache import ensure_cache
 
     pixels, labels, bow = make_set(24, seed=15)
     mat = write_h5(tmp_path / "set.mat", {"IAll": pixels, "LAll": labels, "YAll": bow})

@@ -1,4 +1,4 @@
-"""Tests for cmh/hamming_metrics.py and cmh/retrieval_curves.py against plain-Python brute-force
+"""Tests for cmh/evaluation/hamming_metrics.py and cmh/evaluation/retrieval_curves.py against plain-Python brute-force
 references and hand-computed cases."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmh import hamming_metrics as metrics
-from cmh.errors import UserError
-from cmh.hamming_metrics import (
+from cmh.evaluation import hamming_metrics as metrics
+from cmh.evaluation.hamming_metrics import (
     MetricInputError,
     chance_level,
     hamming_distance,
     mean_average_precision,
     relevance,
 )
-from cmh.retrieval_curves import pr_curve_by_radius, precision_at_n
+from cmh.evaluation.retrieval_curves import pr_curve_by_radius, precision_at_n
+from cmh.utils.errors import UserError
 
 # ---------------------------------------------------------------------------------------------
 # Brute-force references: plain Python, one query at a time

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models
-from cmh.errors import UserError
+from cmh.utils.errors import UserError
 
 CAPTIONS = [
     "a red car in front of a white house; two trees on the left; blue sky;",

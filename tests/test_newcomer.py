@@ -15,7 +15,9 @@ import data
 import evaluate
 import retrieve
 import train
-from cmh import cli, model_sources, prepare_step, progress
+from cmh.data import prepare as prepare_step
+from cmh.models import model_sources
+from cmh.utils import cli, progress
 
 ENTRY_POINTS = {
     "train.py": (train.main, ["--bit", "16"], "--bits"),
@@ -263,7 +265,7 @@ def test_a_captured_run_has_no_escape_sequences(tiny_prepared, tiny_flags, tmp_p
 
 
 def test_the_demo_says_how_to_run_it_again(tmp_path):
-    from cmh.run_folder import where_it_went
+    from cmh.runs.run_folder import where_it_went
 
     (tmp_path / "best.pt").write_bytes(b"")
     plain = where_it_went(tmp_path, 8, demo=True, given=["demo", "progress"])

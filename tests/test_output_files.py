@@ -19,8 +19,10 @@ from PIL import Image
 import evaluate
 import retrieve
 import train
-from cmh import plots, results_page
-from cmh.hamming_metrics import chance_level
+from cmh.evaluation import plots
+from cmh.evaluation.hamming_metrics import chance_level
+from cmh.evaluation.plots import plot_figures, plot_title
+from cmh.retrieval import results_page
 
 
 def spy_on_plots(mp: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
@@ -66,7 +68,7 @@ def test_best_pt_has_no_optimizer_state_and_last_pt_has(tiny_run, tmp_path):
 
 
 def encoded_splits(bits=12, n_q=9, n_db=40, n_labels=4, seed=0) -> tuple[dict, dict]:
-    """Random ±1 codes and 0/1 labels in the layout of cmh.encoding.encode."""
+    """Random ±1 codes and 0/1 labels in the layout of cmh.evaluation.encoding.encode."""
     rng = np.random.default_rng(seed)
 
     def split(n):
@@ -79,11 +81,11 @@ def encoded_splits(bits=12, n_q=9, n_db=40, n_labels=4, seed=0) -> tuple[dict, d
 
 def test_plots_are_titled_with_the_run_and_drawn_against_chance():
     q, db = encoded_splits()
-    title = evaluate.plot_title("/data/iapr/prepared", 12, 3)
+    title = plot_title("/data/iapr/prepared", 12, 3)
     assert title == "iapr/prepared · 12 bits · best epoch 3"
-    assert evaluate.plot_title("/d/mine", 12, 6, "/r/last.pt") == "mine · 12 bits · last.pt epoch 6"
+    assert plot_title("/d/mine", 12, 6, "/r/last.pt") == "mine · 12 bits · last.pt epoch 6"
     results = {"map_i2t": 0.4567, "map_t2i": 0.5678}
-    figs = evaluate.plot_figures(q, db, ("i2t", "t2i"), results, title)
+    figs = plot_figures(q, db, ("i2t", "t2i"), results, title)
     assert sorted(figs) == ["pr_curve.png", "precision_at_n.png"]
     chance = chance_level(q["labels"], db["labels"])
     assert 0 < chance < 1
@@ -105,7 +107,7 @@ def test_train_and_evaluate_title_their_plots(tiny_run, tmp_path, monkeypatch):
     folder, bits and epoch, and give them the mAPs they report."""
     run = tiny_run["out"]
     best = torch.load(run / "best.pt", weights_only=True)
-    want = evaluate.plot_title(best["args"]["data"], 16, best["epoch"])
+    want = plot_title(best["args"]["data"], 16, best["epoch"])
     data = Path(best["args"]["data"])
     assert want == f"{data.parent.name}/prepared · 16 bits · best epoch {best['epoch']}"
     seen = spy_on_plots(monkeypatch)

@@ -8,7 +8,7 @@ import json
 import torch
 
 import train
-from cmh.query_protocol import seed_protocol
+from cmh.evaluation.reference_protocol import seed_protocol
 
 
 def test_query_every_leaves_training_untouched(tiny_prepared, tiny_flags, tmp_path):
@@ -58,6 +58,6 @@ def test_query_every_must_be_positive(tiny_prepared, tiny_flags, tmp_path, capsy
 
 def test_query_every_may_change_on_resume():
     """It never touches the weights, so a resumed run may start or stop measuring the queries."""
-    from cmh.run_folder import RESUME_OVERRIDES
+    from cmh.runs.run_folder import RESUME_OVERRIDES
 
     assert "query_every" in RESUME_OVERRIDES

@@ -14,8 +14,8 @@ from PIL import Image
 import data
 import evaluate
 import train
-from cmh import recipes
-from cmh.image_cache import gpu_transform
+from cmh.config import recipes
+from cmh.data.caches.uint8_cache import gpu_transform
 
 CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 

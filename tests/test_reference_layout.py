@@ -9,7 +9,7 @@ from data_fixtures import item_ids
 from test_data import make_lists
 
 import data
-from cmh.iapr_lists import read_plain_caption
+from cmh.data.sources.iapr_lists import read_plain_caption
 
 
 def as_reference_layout(root: Path) -> list[str]:

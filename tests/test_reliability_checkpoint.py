@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import evaluate
-from cmh import checkpoint_io as checkpoint
-from cmh.checkpoint_io import load_checkpoint, save_checkpoint
-from cmh.errors import UserError
+from cmh.runs import checkpoints as checkpoint
+from cmh.runs.checkpoints import load_checkpoint, save_checkpoint
+from cmh.utils.errors import UserError
 
 
 def small_state(epoch: int = 1) -> dict:

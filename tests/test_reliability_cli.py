@@ -55,7 +55,7 @@ def test_train_needs_data(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 @pytest.mark.parametrize("program", ["train", "evaluate"])
 def test_device_cuda_without_a_gpu(tiny_prepared, tmp_path, program):
-    from cmh.checkpoint_io import save_checkpoint
+    from cmh.runs.checkpoints import save_checkpoint
 
     if program == "train":
         argv = ["--data", str(tiny_prepared), "--out", str(tmp_path / "r"), *TINY_FLAGS]
@@ -80,7 +80,7 @@ def test_train_split_too_small(tiny_prepared, tmp_path):
 
 # =========================================================================== evaluate.py
 def test_evaluate_needs_data_when_the_checkpoint_names_none(tmp_path):
-    from cmh.checkpoint_io import save_checkpoint
+    from cmh.runs.checkpoints import save_checkpoint
 
     save_checkpoint({"model": {}, "model_config": {}, "epoch": 1}, tmp_path / "c.pt")
     code, err = main_of(evaluate, ["--checkpoint", str(tmp_path / "c.pt")])

@@ -16,7 +16,7 @@ from PIL import Image
 
 import data
 import train
-from cmh.errors import UserError
+from cmh.utils.errors import UserError
 from tests.data_fixtures import annotation_bytes, item_ids, make_raw_layout, make_tokenizer, write
 
 SPLIT = ["--n-query", "4", "--n-train", "30", "--n-val", "4"]

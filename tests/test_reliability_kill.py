@@ -26,7 +26,7 @@ import torch
 from conftest import TINY_FLAGS
 
 import train
-from cmh.checkpoint_io import load_checkpoint
+from cmh.runs.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3

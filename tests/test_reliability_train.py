@@ -17,8 +17,8 @@ import torch
 from conftest import TINY_FLAGS
 
 import train
-from cmh import checkpoint_io as checkpoint
-from cmh.checkpoint_io import load_checkpoint
+from cmh.runs import checkpoints as checkpoint
+from cmh.runs.checkpoints import load_checkpoint
 
 
 def run(prepared: Path, out: Path, *extra: str) -> tuple[int, str]:

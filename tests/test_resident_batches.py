@@ -1,4 +1,4 @@
-"""--resident-data (cmh/resident_batches.py): the batches gathered on the device are the
+"""--resident-data (cmh/data/caches/resident_batches.py): the batches gathered on the device are the
 --image-cache loader's batches — order, crops, flips, caption draws, padding — bit for bit."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import train
-from cmh import resident_batches
-from cmh.encoding import pad_id
-from cmh.errors import UserError
-from cmh.resident_batches import ResidentBatches, longest_caption, resident_or_none
-from cmh.training_loop import Run
+from cmh.data.caches import resident_batches
+from cmh.data.caches.resident_batches import ResidentBatches, longest_caption, resident_or_none
+from cmh.engine import run_setup
+from cmh.engine.loop import Run
+from cmh.evaluation.encoding import pad_id
+from cmh.utils.errors import UserError
 
 BATCH = 4
 
@@ -22,8 +23,8 @@ BATCH = 4
 def run(tiny_prepared, tmp_path, tiny_flags):
     args = train.parse_args(["--data", str(tiny_prepared), "--out", str(tmp_path / "r"),
                              *tiny_flags, "--image-cache", "--batch-size", str(BATCH)])  # fmt: skip
-    data, _, tokenizer, cfg, _, _ = train.prepare_run(args)
-    return Run(args, data, tokenizer, cfg, torch.device("cpu"), tmp_path, train.loss_function(args))
+    data, _, tokenizer, cfg, _, _ = run_setup.prepare_run(args)
+    return Run.create(args, data, tokenizer, cfg, torch.device("cpu"), tmp_path)
 
 
 def _several_captions(dataset) -> None:

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import retrieve
-from cmh import binary_index
-from cmh import results_page as retrieve_page
-from cmh.hamming_metrics import hamming_distance
+from cmh.evaluation.hamming_metrics import hamming_distance
+from cmh.retrieval import binary_index
+from cmh.retrieval import results_page as retrieve_page
 
 
 def brute_force(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
@@ -40,7 +40,7 @@ def printed_rows(out: str) -> list[tuple[int, int]]:
 
 def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
     """A tiny model's checkpoint (random weights: training adds nothing these tests check)."""
-    from cmh.checkpoint_io import save_checkpoint
+    from cmh.runs.checkpoints import save_checkpoint
     from data import load_prepared
     from models import ModelConfig, build_model
 
@@ -67,9 +67,9 @@ def run(learned_run, learn_prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def encoded(run):
     """evaluate.encode of the query and database splits (the codes evaluate.py ranks)."""
-    from cmh.checkpoint_io import load_checkpoint
+    from cmh.models.hashers import load_model
+    from cmh.runs.checkpoints import load_checkpoint
     from data import load_prepared
-    from evaluate import load_model
 
     model, tokenizer, cfg = load_model(load_checkpoint(run["ckpt"]), torch.device("cpu"))
     data = load_prepared(run["data"])

@@ -1,4 +1,4 @@
-"""cmh.seed_table: mean and sample std over seeds against numpy / statistics on made-up runs;
+"""cmh.evaluation.seed_table: mean and sample std over seeds against numpy / statistics on made-up runs;
 the markdown has "mean ± std" in every mean cell and the per-seed numbers."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from cmh.seed_table import OPTIMISTIC, aggregate, format_markdown
+from cmh.evaluation.seed_table import OPTIMISTIC, aggregate, format_markdown
 
 
 def made_up_run(seed: int, bits: int, directions=("i2t", "t2i"), protocol=True) -> dict:

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import train
-from cmh import frozen_features
-from cmh.errors import UserError
+from cmh.config.argument_checks import check_args
+from cmh.data.caches import frozen_features
+from cmh.utils.errors import UserError
 from scripts import real_captions
 
 AMP_WARNING = "--amp is bf16 autocast on CUDA only; this run is on cpu, so it runs in float32"
@@ -69,8 +70,8 @@ def test_image_cache_with_frozen_backbones_is_refused(tiny_prepared, tmp_path, t
     assert "never reads images per step" in err and "drop --image-cache" in err
     assert not out.exists()  # refused before any work
     # each alone is accepted
-    train.check_args(train.parse_args([*argv]))
-    train.check_args(train.parse_args([*argv[:-1], "--image-cache"]))
+    check_args(train.parse_args([*argv]))
+    check_args(train.parse_args([*argv[:-1], "--image-cache"]))
 
 
 def fake_model(seed: int = 0) -> SimpleNamespace:

@@ -11,7 +11,7 @@ import torch
 import evaluate
 import retrieve
 import train
-from cmh.hamming_metrics import chance_level
+from cmh.evaluation.hamming_metrics import chance_level
 from data import load_prepared
 
 

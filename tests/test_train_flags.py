@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-import evaluate
 import loss
 import train
+from cmh.models.hashers import load_model
 from data import load_prepared
 
 CPU = torch.device("cpu")
@@ -173,7 +173,7 @@ def test_pooling_mean_pools_the_text_by_masked_mean(
     for out, pooling in ((tmp_path, "mean"), (default_run["out"], "cls")):
         state = last_state(out)
         assert state["model_config"]["pooling"] == pooling
-        model, tokenizer, cfg = evaluate.load_model(state, CPU)
+        model, tokenizer, cfg = load_model(state, CPU)
         assert model.text.pooling == pooling
         model.eval()
         batch = some_captions(tiny_prepared, tokenizer, cfg)
@@ -234,7 +234,7 @@ def test_text_dropout_zero_removes_dropout_from_the_text_encoder(
     for out, saved, p in ((tmp_path, 0.0, 0.0), (default_run["out"], None, 0.1)):
         state = last_state(out)
         assert state["model_config"]["text_dropout"] == saved
-        model, tokenizer, cfg = evaluate.load_model(state, CPU)
+        model, tokenizer, cfg = load_model(state, CPU)
         encoder = model.text.encoder
         assert encoder.config.hidden_dropout_prob == p
         assert encoder.config.attention_probs_dropout_prob == p

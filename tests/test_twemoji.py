@@ -23,8 +23,8 @@ from PIL import Image
 
 import data
 import train
-from cmh import twemoji
-from cmh.image_array import load_item_image
+from cmh.data.caches.image_array import load_item_image
+from cmh.data.sources import twemoji
 
 SIZES = ["--n-query", "5", "--n-train", "20", "--n-val", "4"]
 CATEGORIES = {

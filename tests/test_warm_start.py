@@ -1,4 +1,4 @@
-"""--init-from (cmh/warm_start.py): a fresh run that starts from another run's weights."""
+"""--init-from (cmh/runs/warm_start.py): a fresh run that starts from another run's weights."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import train
-from cmh.checkpoint_io import load_checkpoint
+from cmh.engine import run_setup
+from cmh.runs.checkpoints import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def probe(tiny_prepared, tmp_path_factory):
 def _model(tiny_prepared, tmp_path, tiny_flags, *extra):
     args = train.parse_args(["--data", str(tiny_prepared), "--out", str(tmp_path / "r"),
                              *tiny_flags, *extra])  # fmt: skip
-    return train.prepare_run(args)[1]
+    return run_setup.prepare_run(args)[1]
 
 
 def test_weights_are_the_checkpoints(probe, tiny_prepared, tmp_path, tiny_flags):

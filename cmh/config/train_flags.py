@@ -1,0 +1,364 @@
+"""train.py's command line: the flags in their groups, the reference's defaults and the demo's.
+
+Each group is one function adding its flags (``a`` is ``add_argument``), so ``--help`` shows
+them grouped and :func:`parse_args` can parse the command line a second time with every default
+suppressed, to record which flags were given (``args.given``: --resume refuses a changed one).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cmh.config.recipes import FRAMINGS, NORMS, RECIPES, norm_name
+from cmh.config.recipes import help_text as recipe_help
+from cmh.models import hashers  # noqa: F401  (the built-in towers register themselves)
+from cmh.models.clip_towers import CLIP_MAX_LENGTH
+from cmh.models.image_backbones import timm_norm
+from cmh.models.tower_registry import get_tower, registered_towers
+from cmh.objectives import get_objective, registered_objectives
+from cmh.utils import progress
+from cmh.utils.cli import Parser
+from cmh.utils.errors import UserError
+
+# A flag not given takes, in order: DEMO_DEFAULTS (with --demo: CPU sizes), the --recipe's value
+# (cmh/config/recipes.py: framing, normalisation, tokens, triplets, optimiser, query protocol), DEFAULTS.
+# The default --margin is not among them: it scales with the code length (MARGIN_PER_BIT).
+DEFAULTS = {
+    "bits": 32,
+    "image_weights": "imagenet",
+    "text_model": "bert-base-uncased",
+    "eval_every": 1,
+    "out": "runs/train",
+}
+DEMO_DEFAULTS = {
+    "epochs": 8,
+    "batch_size": 32,
+    "lr": 3e-4,
+    "bits": 32,
+    "image_size": 64,
+    "image_weights": "none",
+    "text_model": "tiny",
+    "max_length": 48,
+    "eval_every": 2,
+    "out": "runs/demo",
+}
+# Default --margin = 12 * bits / 32 (6 at 16 bits, 12 at 32, 24 at 64), as in every results table
+# and scripts/run_all_bits.sh; with and without --demo (the demo is 32 bits: margin 12).
+MARGIN_PER_BIT = 12.0 / 32
+
+
+def _data_flags(a) -> None:
+    a("--data", help="prepared dataset folder (python data.py prepare ...)")
+    a(
+        "--demo",
+        action="store_true",
+        help="generate and prepare the demo dataset in --demo-dir, CPU-sized settings "
+        "(not with --data: the demo trains on its own data)",
+    )
+    a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
+    a("--out", help="run folder (default runs/train; runs/demo with --demo)")
+    a("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    a(
+        "--init-from",
+        help="start a fresh run from the weights of this checkpoint (a --freeze-backbones run's "
+        "best.pt: trained hash layers, then fine-tune end to end); the optimizer, epochs and "
+        "random state start afresh; the same model only (cmh/runs/warm_start.py)",
+    )
+    a("--recipe", choices=tuple(RECIPES), default="default", help=recipe_help())
+
+
+def _backbone_flags(a) -> None:
+    """The image model, its weights, CLIP and the head's dropout (part of the model group)."""
+    a(
+        "--image-model",
+        default="resnet18",
+        help="image backbone, from the registered image towers (cmh/models/): "
+        + "; ".join(f"{tw.name}: {tw.summary}" for tw in registered_towers("image"))
+        + ". The hash layer goes on its pooled feature",
+    )
+    a(
+        "--image-weights",
+        help="imagenet (torchvision's DEFAULT weights of --image-model; timm's pretrained) | none "
+        "| PATH to a state dict of --image-model, by key or by position (default imagenet; none "
+        "with --demo)",
+    )
+    a(
+        "--backbone",
+        choices=("separate", "clip"),
+        default="separate",
+        help="separate: --image-model and --text-model; clip: both towers from one CLIP "
+        "(--clip-model), its statistics, 224 px weights and tokenizer (--max-length 32)",
+    )
+    a(
+        "--clip-model",
+        default="openai/clip-vit-base-patch32",
+        help="--backbone clip: hub name, local folder of a transformers CLIPModel, or 'tiny' (a "
+        "small random CLIP with a vocabulary built from the training captions)",
+    )
+    a(
+        "--head-dropout",
+        type=float,
+        default=0.0,
+        help="dropout before each hash layer (0.2 in the CLIP hashing toolboxes)",
+    )
+    a(
+        "--head-norm",
+        choices=("none", "batchnorm"),
+        help="centre and scale each hash layer's inputs (BatchNorm1d without affine parameters; "
+        "at evaluation an affine map folded into the layer). Default: batchnorm under "
+        "--objective dcmh, whose balance term collapses the codes on raw non-negative backbone "
+        "features (docs/dcmh.md); none otherwise",
+    )
+
+
+def _model_flags(a) -> None:
+    a("--bits", type=int, help="code length (default 32)")
+    a(
+        "--modalities",
+        choices=("both", "text"),
+        default="both",
+        help="both towers, or the text tower alone (T->T loss and metric)",
+    )
+    _backbone_flags(a)
+    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
+    a(
+        "--image-framing",
+        choices=FRAMINGS,
+        help="squash-crop: train on a random crop of the image squashed to 1.143x the side, "
+        "evaluate on it squashed to the side; squash: exactly the side, no crop (both flip in "
+        "training). Default: the recipe's (squash-crop; seed: squash)",
+    )
+    a(
+        "--image-norm",
+        choices=tuple(NORMS),
+        help="normalisation mean/std (default: the recipe's, imagenet; seed: cifar10)",
+    )
+    a(
+        "--freeze-image-backbone",
+        action="store_true",
+        help="keep the ResNet-18 fixed but run it every step on augmented images; only the image "
+        "hash layer trains (for cached features of both towers, see --freeze-backbones)",
+    )
+    a(
+        "--image-batchnorm",
+        choices=("train", "frozen"),
+        default="train",
+        help="train: the image backbone's BatchNorm layers use and update batch statistics; "
+        "frozen: they keep their pretrained running statistics (their scale and shift still "
+        "train), for fine-tuning a pretrained backbone at a small batch on unlike images",
+    )
+    a(
+        "--text-encoder",
+        type=_text_tower_name,
+        default="bert",
+        metavar="NAME",
+        help="text tower, from the registered text towers (cmh/models/): "
+        + "; ".join(f"{tw.name}: {tw.summary}" for tw in registered_towers("text")),
+    )
+    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
+    a(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="text feature: [CLS] or masked mean",
+    )
+    a(
+        "--max-length",
+        type=int,
+        help="tokens per caption, [CLS] and [SEP] included; 0: the text model's limit, never cut "
+        "(default: the recipe's, 128; seed: 0; 48 with --demo)",
+    )
+    a(
+        "--text-dropout",
+        type=float,
+        help="dropout inside the text encoder (default: the model's own, 0.1 for BERT)",
+    )
+
+
+def _loss_flags(a) -> None:
+    a(
+        "--margin",
+        type=float,
+        help="triplet margin on squared distances (default 12 * bits / 32: 6 at 16 bits, "
+        "12 at 32, 24 at 64)",
+    )
+    a(
+        "--objective",
+        type=_objective_name,
+        metavar="NAME",
+        help="what training minimises, one of the registered objectives (cmh/objectives/): "
+        + "; ".join(f"{o.name}: {o.summary}" for o in registered_objectives())
+        + ". Default: the recipe's (triplet; --recipe dcmh: dcmh)",
+    )
+
+
+def _text_tower_name(name: str) -> str:
+    try:
+        return get_tower("text", name, "--text-encoder").name
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--text-encoder ")) from e
+
+
+def _objective_name(name: str) -> str:
+    try:
+        return get_objective(name).name
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--objective ")) from e
+
+
+def _optimisation_flags(a) -> None:
+    a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
+    a("--batch-size", type=int, help="pairs per step (default 32)")
+    a(
+        "--lr",
+        type=float,
+        help="learning rate of both towers (default 1e-5; 3e-4 with --demo; --recipe dcmh: 10^-1.5)",
+    )
+    a("--weight-decay", type=float, help="weight decay (L2; default 5e-4)")
+    a(
+        "--solver",
+        choices=("adam", "sgd"),
+        help="Adam, or plain SGD (default: the recipe's, adam; --recipe dcmh: sgd)",
+    )
+    a(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        help="constant, or falling linearly from --lr at the first epoch to --lr-end at the last "
+        "(default: the recipe's, constant; --recipe dcmh: linear)",
+    )
+    a("--lr-end", type=float, default=1e-6, help="the last epoch's learning rate (linear)")
+    a(
+        "--optimizer",
+        choices=("joint", "separate"),
+        default="joint",
+        help="joint: one learning rate; separate: --image-lr and --text-lr per tower",
+    )
+    a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
+    a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
+    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
+    a(
+        "--query-every",
+        type=int,
+        help="the reference's protocol, reported only: every K epochs encode the queries against "
+        "the database, log to query_curve.jsonl; results.json gets seed_protocol_* (the best "
+        "epoch on the queries). Never used for selection (default: off; --recipe seed: 10)",
+    )
+
+
+def _frozen_flags(a) -> None:
+    a(
+        "--freeze-backbones",
+        action="store_true",
+        help="frozen-feature mode: extract both backbones' features once (cached on disk), "
+        "train only the hash layers",
+    )
+    a("--feature-cache", help="folder for frozen features (default DATA/features)")
+
+
+def _hardware_flags(a) -> None:
+    a("--device", default="auto", help="auto | cpu | cuda")
+    progress.add_flag(a)
+    a("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast on CUDA")
+    a("--num-workers", type=int, default=0, help="data loader worker processes")
+    a(
+        "--image-cache",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="read images from a uint8 cache (DATA/image_cache, built once) and crop, flip and "
+        "normalise them on the device (see cmh/data/caches/uint8_cache.py)",
+    )
+    a(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the training forward pass (pays a compile time once; worth it on GPUs)",
+    )
+    a(
+        "--cuda-graphs",
+        action="store_true",
+        help="capture the whole training step (forward, loss, backward, Adam) once as a CUDA "
+        "graph and replay it: batches of exactly --batch-size (the last partial batch of each "
+        "epoch dropped), token ids padded to the split's longest caption; without CUDA the same static step "
+        "runs uncaptured (cmh/engine/graph_step.py)",
+    )
+    a(
+        "--resident-data",
+        action="store_true",
+        help="hold the training split on the device (uint8 images of the image cache, token "
+        "ids, labels) and gather every batch there; implies --image-cache; the last partial "
+        "batch of each epoch dropped (cmh/data/caches/resident_batches.py)",
+    )
+    a(
+        "--global-triplets",
+        action="store_true",
+        help="under torchrun: gather codes from all ranks so triplets span the global batch "
+        "(default: each rank's slice)",
+    )
+
+
+def flag_groups() -> list[tuple[str, object]]:
+    """(title, function adding the group's flags): the run's groups, then one group for each
+    registered objective that has flags of its own."""
+    objectives = [(f"objective {o.name}", o.add_flags) for o in registered_objectives()]
+    return [
+        ("data and run", _data_flags),
+        ("model", _model_flags),
+        ("loss", _loss_flags),
+        *[(title, add) for title, add in objectives if add is not None],
+        ("optimisation", _optimisation_flags),
+        ("frozen features", _frozen_flags),
+        ("hardware and distributed", _hardware_flags),
+    ]
+
+
+def parser(defaults: bool = True, description: str | None = None) -> argparse.ArgumentParser:
+    """train.py's flags; with defaults=False every default is suppressed, so a parse returns only
+    the flags on the command line."""
+    p = Parser(description=description, prog="train.py")
+    for title, add_flags in flag_groups():
+        add = p.add_argument_group(title).add_argument
+        add_flags(add if defaults else _without_default(add))
+    return p
+
+
+def _without_default(add):
+    return lambda *flags, **kw: add(*flags, **{**kw, "default": argparse.SUPPRESS})
+
+
+def demo_layer(args: argparse.Namespace) -> dict:
+    """DEMO_DEFAULTS, less its Adam learning rate when the run's solver is SGD (given, or the
+    recipe's, as under --recipe dcmh): 3e-4 is an Adam step size, and the SGD schedule's own
+    learning rate (the recipe's, or DEFAULTS') is the one that goes with it."""
+    solver = args.solver or RECIPES[args.recipe].get("solver")
+    return {k: v for k, v in DEMO_DEFAULTS.items() if not (k == "lr" and solver == "sgd")}
+
+
+def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
+    """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
+    one given at its default value)."""
+    args = parser(description=description).parse_args(argv)
+    args.given = sorted(vars(parser(defaults=False).parse_args(argv)))
+    for layer in (demo_layer(args) if args.demo else {}, RECIPES[args.recipe], DEFAULTS):
+        for key, value in layer.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    if args.margin is None:
+        args.margin = MARGIN_PER_BIT * args.bits
+    if args.head_norm is None:
+        args.head_norm = get_objective(args.objective).head_norm
+    backbone_defaults(args)
+    return args
+
+
+def backbone_defaults(args: argparse.Namespace) -> None:
+    """What a backbone brings unless given: CLIP's statistics and --max-length 32 (the CLIP
+    toolboxes'), a timm model's pretrained-config mean/std (as "r,g,b/r,g,b")."""
+    given = set(args.given)
+    if args.backbone == "clip":
+        if "max_length" not in given:
+            args.max_length = CLIP_MAX_LENGTH
+        if "image_norm" not in given:
+            args.image_norm = "clip"
+    elif "image_norm" not in given and (stats := timm_norm(args.image_model)) is not None:
+        args.image_norm = norm_name(*stats)

@@ -1,0 +1,8 @@
+"""cmh.utils: small shared utilities.
+
+    cli           the argument parser every entry point uses
+    progress      progress bars only where someone watches
+    devices       --device auto | cpu | cuda
+    errors        UserError: the one exception whose message is for the user
+    entry_points  running train.py / evaluate.py / retrieve.py / data.py in a child process
+"""
