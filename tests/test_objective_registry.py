@@ -103,7 +103,7 @@ def test_help_lists_every_registered_objective_and_its_flags(toy, capsys):
     for name in ("triplet", "dcmh", TOY):
         assert f"{name}: " in shown
     assert f"objective {TOY}: --toy-weight" in shown
-    assert "--recipe {default,seed,dcmh}" in shown
+    assert "--recipe {default,dcmh,seed}" in shown
 
 
 def test_an_unknown_objective_is_refused_with_the_closest_names(capsys):

@@ -16,6 +16,7 @@ import evaluate
 import train
 from cmh.config import recipes
 from cmh.data.caches.uint8_cache import gpu_transform
+from cmh.data.image_transforms import NORMS
 
 CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
@@ -54,10 +55,68 @@ def test_the_demo_adam_rate_never_drives_sgd():
 
 
 def test_help_lists_every_difference():
-    text = train._parser().format_help()
-    for setting in recipes.differences():
-        assert f"--{setting.replace('_', '-')}" in text
-    assert "seed: image-framing squash" in " ".join(text.split())
+    text = " ".join(train._parser().format_help().split())
+    for name in recipes.recipe_names()[1:]:
+        for setting, (_, theirs) in recipes.differences(name).items():
+            shown = "off" if theirs is None else f"{theirs:g}" if isinstance(theirs, float) else theirs
+            assert f"--recipe {name}: {shown}" in help_of(setting), setting
+    assert "--image-framing {squash-crop,squash}" in text
+
+
+def help_of(dest: str) -> str:
+    """The help text of a train.py flag, as --help shows it (one line)."""
+    action = next(a for a in train._parser()._actions if a.dest == dest)
+    return " ".join(action.help.split())
+
+
+def test_help_shows_each_layered_default_from_the_data_files():
+    """The defaults in --help are read from defaults.toml and the recipe files, not written by
+    hand: every layered flag's note names the value its files hold."""
+    from cmh.config import train_flags
+
+    layered = {**train_flags.DEFAULTS, **recipes.recipe("default")}
+    for key, value in layered.items():
+        shown = "off" if value is None else f"{value:g}" if isinstance(value, float) else value
+        assert f"default: {shown}" in help_of(key), key
+    for key, value in train_flags.DEMO_DEFAULTS.items():
+        shown = f"{value:g}" if isinstance(value, float) else value
+        assert f"--demo: {shown}" in help_of(key), key
+
+
+def test_recipes_are_the_data_files_of_the_package():
+    folder = recipes.FOLDER
+    assert sorted(p.stem for p in folder.glob("*.toml")) == sorted(recipes.recipe_names())
+    assert recipes.recipe("seed")["query_every"] == 10
+    assert recipes.recipe("default")["query_every"] is None  # absent from the file: off
+
+
+def test_a_config_file_fills_flags_not_given(tmp_path):
+    config = tmp_path / "mine.toml"
+    config.write_text('lr = 1e-3\nepochs = 2\nrecipe = "seed"\nimage-size = 48\n')
+    args = train.parse_args(["--demo", "--config", str(config)])
+    assert (args.lr, args.epochs, args.recipe, args.image_size) == (1e-3, 2, "seed", 48)
+    assert (args.image_norm, args.triplets) == ("cifar10", "reference")  # its recipe's
+    assert train.parse_args(["--demo", "--config", str(config), "--lr", "5e-4"]).lr == 5e-4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lrr = 1e-3\n", "unknown key 'lrr' (did you mean lr?)"),
+        ('epochs = "x"\n', "epochs = 'x': invalid literal"),
+        ("epochs = \n", "not valid TOML"),
+        ("demo = 1\n", "demo = 1: expected true or false"),
+        ('solver = "rmsprop"\n', "expected one of adam, sgd"),
+    ],
+)
+def test_a_bad_config_file_is_refused_by_key(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--demo", "--config", str(config)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--config {config}" in err and message in err
 
 
 def a_real_image(size=(173, 131)) -> Image.Image:
@@ -92,7 +151,7 @@ def test_default_framing_trains_on_crops_of_the_squashed_image():
     image, s = a_real_image((200, 90)), 32
     big = F.to_tensor(F.resize(image, [36, 36]))
     crops = [big[:, t : t + s, u : u + s] for t in range(5) for u in range(5)]
-    mean, std = (torch.tensor(v).view(3, 1, 1) for v in recipes.NORMS["imagenet"])
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMS["imagenet"])
     for seed in range(5):
         out = data.image_transform(s, True)(image, torch.Generator().manual_seed(seed)) * std + mean
         assert any(

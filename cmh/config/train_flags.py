@@ -8,9 +8,12 @@ suppressed, to record which flags were given (``args.given``: --resume refuses a
 from __future__ import annotations
 
 import argparse
+import difflib
+from pathlib import Path
 
-from cmh.config.recipes import FRAMINGS, NORMS, RECIPES, norm_name
 from cmh.config.recipes import help_text as recipe_help
+from cmh.config.recipes import read_toml, recipe, recipe_names, recipe_settings
+from cmh.data.image_transforms import FRAMINGS, NORMS, norm_name
 from cmh.models import hashers  # noqa: F401  (the built-in towers register themselves)
 from cmh.models.clip_towers import CLIP_MAX_LENGTH
 from cmh.models.image_backbones import timm_norm
@@ -20,30 +23,12 @@ from cmh.utils import progress
 from cmh.utils.cli import Parser
 from cmh.utils.errors import UserError
 
-# A flag not given takes, in order: DEMO_DEFAULTS (with --demo: CPU sizes), the --recipe's value
-# (cmh/config/recipes.py: framing, normalisation, tokens, triplets, optimiser, query protocol), DEFAULTS.
+# A flag not given takes, in order: --config FILE's value, [demo] of defaults.toml (with --demo:
+# CPU sizes), the --recipe's setting (cmh/config/recipes/NAME.toml), [defaults] of defaults.toml.
 # The default --margin is not among them: it scales with the code length (MARGIN_PER_BIT).
-DEFAULTS = {
-    "bits": 32,
-    "image_weights": "imagenet",
-    "text_model": "bert-base-uncased",
-    "eval_every": 1,
-    "out": "runs/train",
-}
-DEMO_DEFAULTS = {
-    "epochs": 8,
-    "batch_size": 32,
-    "lr": 3e-4,
-    "bits": 32,
-    "image_size": 64,
-    "image_weights": "none",
-    "text_model": "tiny",
-    "max_length": 48,
-    "eval_every": 2,
-    "out": "runs/demo",
-}
-# Default --margin = 12 * bits / 32 (6 at 16 bits, 12 at 32, 24 at 64), as in every results table
-# and scripts/run_all_bits.sh; with and without --demo (the demo is 32 bits: margin 12).
+_LAYERS = read_toml(Path(__file__).with_name("defaults.toml"), "defaults")
+DEFAULTS: dict = _LAYERS["defaults"]
+DEMO_DEFAULTS: dict = _LAYERS["demo"]
 MARGIN_PER_BIT = 12.0 / 32
 
 
@@ -56,7 +41,7 @@ def _data_flags(a) -> None:
         "(not with --data: the demo trains on its own data)",
     )
     a("--demo-dir", default="cache/demo", help="where --demo keeps its generated dataset")
-    a("--out", help="run folder (default runs/train; runs/demo with --demo)")
+    a("--out", help="run folder")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt")
     a("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
     a(
@@ -65,7 +50,9 @@ def _data_flags(a) -> None:
         "best.pt: trained hash layers, then fine-tune end to end); the optimizer, epochs and "
         "random state start afresh; the same model only (cmh/runs/warm_start.py)",
     )
-    a("--recipe", choices=tuple(RECIPES), default="default", help=recipe_help())
+    a("--recipe", choices=tuple(recipe_names()), default="default", help=recipe_help())
+    a("--config", help="a TOML file of flag values (keys: flag names, e.g. lr = 1e-4): they fill "
+      "the flags not given, before --demo, the recipe and the defaults")
 
 
 def _backbone_flags(a) -> None:
@@ -80,8 +67,7 @@ def _backbone_flags(a) -> None:
     a(
         "--image-weights",
         help="imagenet (torchvision's DEFAULT weights of --image-model; timm's pretrained) | none "
-        "| PATH to a state dict of --image-model, by key or by position (default imagenet; none "
-        "with --demo)",
+        "| PATH to a state dict of --image-model, by key or by position",
     )
     a(
         "--backbone",
@@ -106,14 +92,15 @@ def _backbone_flags(a) -> None:
         "--head-norm",
         choices=("none", "batchnorm"),
         help="centre and scale each hash layer's inputs (BatchNorm1d without affine parameters; "
-        "at evaluation an affine map folded into the layer). Default: batchnorm under "
-        "--objective dcmh, whose balance term collapses the codes on raw non-negative backbone "
-        "features (docs/dcmh.md); none otherwise",
+        "at evaluation an affine map folded into the layer). Default: the objective's ("
+        + ", ".join(f"{o.name}: {o.head_norm}" for o in registered_objectives())
+        + "); DCMH's balance term collapses the codes on raw non-negative backbone features "
+        "(docs/objectives.md)",
     )
 
 
 def _model_flags(a) -> None:
-    a("--bits", type=int, help="code length (default 32)")
+    a("--bits", type=int, help="code length")
     a(
         "--modalities",
         choices=("both", "text"),
@@ -121,18 +108,18 @@ def _model_flags(a) -> None:
         help="both towers, or the text tower alone (T->T loss and metric)",
     )
     _backbone_flags(a)
-    a("--image-size", type=int, help="image side in pixels (default 224; 64 with --demo)")
+    a("--image-size", type=int, help="image side in pixels")
     a(
         "--image-framing",
         choices=FRAMINGS,
         help="squash-crop: train on a random crop of the image squashed to 1.143x the side, "
         "evaluate on it squashed to the side; squash: exactly the side, no crop (both flip in "
-        "training). Default: the recipe's (squash-crop; seed: squash)",
+        "training)",
     )
     a(
         "--image-norm",
         choices=tuple(NORMS),
-        help="normalisation mean/std (default: the recipe's, imagenet; seed: cifar10)",
+        help="normalisation mean/std (a timm model's own, CLIP's with --backbone clip)",
     )
     a(
         "--freeze-image-backbone",
@@ -156,7 +143,7 @@ def _model_flags(a) -> None:
         help="text tower, from the registered text towers (cmh/models/): "
         + "; ".join(f"{tw.name}: {tw.summary}" for tw in registered_towers("text")),
     )
-    a("--text-model", help="hub name, local folder, or 'tiny' (default bert-base-uncased)")
+    a("--text-model", help="hub name, local folder, or 'tiny'")
     a(
         "--pooling",
         choices=("cls", "mean"),
@@ -167,7 +154,7 @@ def _model_flags(a) -> None:
         "--max-length",
         type=int,
         help="tokens per caption, [CLS] and [SEP] included; 0: the text model's limit, never cut "
-        "(default: the recipe's, 128; seed: 0; 48 with --demo)",
+        "(32 with --backbone clip)",
     )
     a(
         "--text-dropout",
@@ -189,7 +176,7 @@ def _loss_flags(a) -> None:
         metavar="NAME",
         help="what training minimises, one of the registered objectives (cmh/objectives/): "
         + "; ".join(f"{o.name}: {o.summary}" for o in registered_objectives())
-        + ". Default: the recipe's (triplet; --recipe dcmh: dcmh)",
+        + ".",
     )
 
 
@@ -208,24 +195,23 @@ def _objective_name(name: str) -> str:
 
 
 def _optimisation_flags(a) -> None:
-    a("--epochs", type=int, help="epochs (default 300; 8 with --demo)")
-    a("--batch-size", type=int, help="pairs per step (default 32)")
+    a("--epochs", type=int, help="epochs")
+    a("--batch-size", type=int, help="pairs per step")
     a(
         "--lr",
         type=float,
-        help="learning rate of both towers (default 1e-5; 3e-4 with --demo; --recipe dcmh: 10^-1.5)",
+        help="learning rate of both towers (--demo's is an Adam rate: not used with SGD)",
     )
-    a("--weight-decay", type=float, help="weight decay (L2; default 5e-4)")
+    a("--weight-decay", type=float, help="weight decay (L2)")
     a(
         "--solver",
         choices=("adam", "sgd"),
-        help="Adam, or plain SGD (default: the recipe's, adam; --recipe dcmh: sgd)",
+        help="Adam, or plain SGD",
     )
     a(
         "--lr-schedule",
         choices=("constant", "linear"),
-        help="constant, or falling linearly from --lr at the first epoch to --lr-end at the last "
-        "(default: the recipe's, constant; --recipe dcmh: linear)",
+        help="constant, or falling linearly from --lr at the first epoch to --lr-end at the last",
     )
     a("--lr-end", type=float, default=1e-6, help="the last epoch's learning rate (linear)")
     a(
@@ -236,13 +222,13 @@ def _optimisation_flags(a) -> None:
     )
     a("--image-lr", type=float, help="image tower learning rate with --optimizer separate")
     a("--text-lr", type=float, help="text tower learning rate with --optimizer separate")
-    a("--eval-every", type=int, help="validate every N epochs (default 1; 2 with --demo)")
+    a("--eval-every", type=int, help="validate every N epochs")
     a(
         "--query-every",
         type=int,
         help="the reference's protocol, reported only: every K epochs encode the queries against "
         "the database, log to query_curve.jsonl; results.json gets seed_protocol_* (the best "
-        "epoch on the queries). Never used for selection (default: off; --recipe seed: 10)",
+        "epoch on the queries). Never used for selection",
     )
 
 
@@ -319,7 +305,61 @@ def parser(defaults: bool = True, description: str | None = None) -> argparse.Ar
     for title, add_flags in flag_groups():
         add = p.add_argument_group(title).add_argument
         add_flags(add if defaults else _without_default(add))
+    for action in p._actions:
+        if (note := default_note(action.dest)) is not None:
+            action.help = f"{action.help} ({note})"
     return p
+
+
+def default_note(key: str) -> str | None:
+    """Where a layered flag's default comes from, read from the layers themselves: "default: X;
+    --recipe seed: Y; --demo: Z" (None for a flag no layer sets)."""
+    base = recipe("default")[key] if key in recipe_settings() else DEFAULTS.get(key)
+    parts = [f"default: {_shown(base)}"] if key in recipe_settings() or key in DEFAULTS else []
+    for name in recipe_names()[1:]:
+        if key in recipe_settings() and recipe(name)[key] != base:
+            parts.append(f"--recipe {name}: {_shown(recipe(name)[key])}")
+    if key in DEMO_DEFAULTS:
+        parts.append(f"--demo: {_shown(DEMO_DEFAULTS[key])}")
+    return "; ".join(parts) or None
+
+
+def _shown(value) -> str:
+    return "off" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def read_config(path: str, p: argparse.ArgumentParser) -> dict:
+    """The flag values of a --config TOML file, each checked as its flag would be; a bad file,
+    key or value ends the parse with a message naming the file and the key."""
+    try:
+        data = read_toml(Path(path), "--config")
+    except UserError as e:
+        p.error(str(e))
+    actions = {a.dest: a for a in p._actions if a.dest not in ("help", "config")}
+    values = {}
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest not in actions:
+            close = difflib.get_close_matches(dest, list(actions), n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            p.error(f"--config {path}: unknown key {key!r}{hint}")
+        values[dest] = _config_value(actions[dest], value, f"--config {path}: {key}", p)
+    return values
+
+
+def _config_value(action: argparse.Action, value, where: str, p: argparse.ArgumentParser):
+    """``value`` as the flag of ``action`` takes it (its type and choices)."""
+    switch = action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction)
+    if switch != isinstance(value, bool) or isinstance(value, dict | list):
+        p.error(f"{where} = {value!r}: expected {'true or false' if switch else 'a value'}")
+    if not switch and action.type is not None:
+        try:
+            value = action.type(str(value))
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            p.error(f"{where} = {value!r}: {e}")
+    if action.choices is not None and value not in action.choices:
+        p.error(f"{where} = {value!r}: expected one of {', '.join(map(str, action.choices))}")
+    return value
 
 
 def _without_default(add):
@@ -330,16 +370,21 @@ def demo_layer(args: argparse.Namespace) -> dict:
     """DEMO_DEFAULTS, less its Adam learning rate when the run's solver is SGD (given, or the
     recipe's, as under --recipe dcmh): 3e-4 is an Adam step size, and the SGD schedule's own
     learning rate (the recipe's, or DEFAULTS') is the one that goes with it."""
-    solver = args.solver or RECIPES[args.recipe].get("solver")
+    solver = args.solver or recipe(args.recipe)["solver"]
     return {k: v for k, v in DEMO_DEFAULTS.items() if not (k == "lr" and solver == "sgd")}
 
 
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
     one given at its default value)."""
-    args = parser(description=description).parse_args(argv)
+    p = parser(description=description)
+    args = p.parse_args(argv)
     args.given = sorted(vars(parser(defaults=False).parse_args(argv)))
-    for layer in (demo_layer(args) if args.demo else {}, RECIPES[args.recipe], DEFAULTS):
+    config = read_config(args.config, p) if args.config else {}
+    for key, value in config.items():  # a user's configuration: over every default
+        if key not in args.given:
+            setattr(args, key, value)
+    for layer in (demo_layer(args) if args.demo else {}, recipe(args.recipe), DEFAULTS):
         for key, value in layer.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
@@ -347,14 +392,14 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         args.margin = MARGIN_PER_BIT * args.bits
     if args.head_norm is None:
         args.head_norm = get_objective(args.objective).head_norm
-    backbone_defaults(args)
+    backbone_defaults(args, set(args.given) | set(config))
     return args
 
 
-def backbone_defaults(args: argparse.Namespace) -> None:
-    """What a backbone brings unless given: CLIP's statistics and --max-length 32 (the CLIP
-    toolboxes'), a timm model's pretrained-config mean/std (as "r,g,b/r,g,b")."""
-    given = set(args.given)
+def backbone_defaults(args: argparse.Namespace, given: set[str]) -> None:
+    """What a backbone brings unless given (on the command line or in --config): CLIP's
+    statistics and --max-length 32 (the CLIP toolboxes'), a timm model's pretrained-config
+    mean/std (as "r,g,b/r,g,b")."""
     if args.backbone == "clip":
         if "max_length" not in given:
             args.max_length = CLIP_MAX_LENGTH

@@ -15,8 +15,40 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cmh.config.recipes import FRAMINGS, NORMS, norm_stats
 from cmh.utils.errors import UserError
+
+FRAMINGS = ("squash-crop", "squash")
+NORMS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+}
+
+
+def norm_stats(norm: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of an ``--image-norm``: a name of NORMS, or "r,g,b/r,g,b" (a model's own
+    statistics, as timm's pretrained configs give them); UserError naming the value otherwise."""
+    if norm in NORMS:
+        return NORMS[norm]
+    try:
+        mean, std = (tuple(float(v) for v in part.split(",")) for part in norm.split("/"))
+    except ValueError:
+        mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise UserError(
+            f"--image-norm {norm!r}: expected one of {', '.join(NORMS)} or MEAN/STD as "
+            "'r,g,b/r,g,b' with positive std"
+        )
+    return mean, std
+
+
+def norm_name(mean, std) -> str:
+    """The ``--image-norm`` value of (mean, std): a NORMS name when it is one, else "r,g,b/r,g,b"."""
+    for name, stats in NORMS.items():
+        if tuple(mean) == stats[0] and tuple(std) == stats[1]:
+            return name
+    return ",".join(f"{v:g}" for v in mean) + "/" + ",".join(f"{v:g}" for v in std)
+
 
 IMAGENET_MEAN, IMAGENET_STD = NORMS["imagenet"]
 RESIZE_FACTOR = 1.143  # squash-crop training: resize to int(S * 1.143) square, random S x S crop

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cmh.data.image_transforms import NORMS
 from cmh.models.heads import ImageHasher, TextHasher
 from cmh.models.model_sources import offline_kwargs
 from cmh.models.text_encoders import SPECIAL_TOKENS, train_wordpiece
 from cmh.models.tower_registry import Tower, register_tower
 from cmh.utils.errors import UserError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image processor statistics
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN, CLIP_STD = NORMS["clip"]  # CLIP's image processor statistics (--image-norm clip)
 CLIP_IMAGE_SIZE = 224
 CLIP_MAX_LENGTH = 32  # the CLIP hashing toolboxes' caption length
 TINY_CLIP = "tiny"

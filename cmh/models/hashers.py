@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmh.config.recipes import FRAMINGS, norm_stats
+from cmh.data.image_transforms import FRAMINGS, norm_stats
 from cmh.evaluation.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 from cmh.models import clip_towers, image_backbones, text_encoders  # noqa: F401  (register towers)
 from cmh.models.heads import BowHasher, HashHead, ImageHasher, TextHasher  # noqa: F401

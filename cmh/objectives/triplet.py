@@ -11,8 +11,7 @@ def add_flags(add) -> None:
     add(
         "--triplets",
         choices=TRIPLET_MODES,
-        help="all valid triplets, batch-hard, or the reference implementation's triplet set "
-        "(default: the recipe's, all; seed: reference)",
+        help="all valid triplets, batch-hard, or the reference implementation's triplet set",
     )
     add("--quant-weight", type=float, default=0.0, help="weight of mean((|h|-1)^2)")
 

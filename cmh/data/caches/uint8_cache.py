@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cmh.config.recipes import norm_stats
 from cmh.data.caches.image_array import load_item_image
 from cmh.data.dataset import HashingDataset, collate, make_loader
-from cmh.data.image_transforms import RESIZE_FACTOR
+from cmh.data.image_transforms import RESIZE_FACTOR, norm_stats
 from cmh.data.prepared_folder import PreparedData
 from cmh.utils import progress
 from cmh.utils.errors import UserError
