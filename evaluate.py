@@ -20,6 +20,7 @@ from cmh.evaluation.encoding import default_directions, format_table, retrieval_
 from cmh.evaluation.from_checkpoint import checkpoint_file, encode_splits, load_for_evaluation
 from cmh.evaluation.plots import plot_title, save_plots
 from cmh.utils import progress
+from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.cli import Parser
 from cmh.utils.errors import UserError
 
@@ -68,7 +69,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, list[Path]]:
         n_database=len(db["labels"]),
     )
     written = [out / "results.json"]
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     if args.plots:
         title = plot_title(loaded.data.root, loaded.cfg.bits, loaded.state.get("epoch"), loaded.path)
         written += save_plots(q, db, out, directions, results=results, title=title)

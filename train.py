@@ -27,7 +27,7 @@ from cmh.engine.run_setup import model_config, objective_state, prepare_run
 from cmh.evaluation.encoding import default_directions, format_table, retrieval_metrics
 from cmh.evaluation.plots import plot_title, save_plots
 from cmh.evaluation.reference_protocol import seed_protocol
-from cmh.models.hashers import check_pretrained, load_model
+from cmh.models.hashers import check_pretrained
 from cmh.runs.checkpoints import load_checkpoint
 from cmh.runs.run_folder import (
     check_new_run,
@@ -38,6 +38,7 @@ from cmh.runs.run_folder import (
     where_it_went,
 )
 from cmh.utils import progress
+from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.devices import resolve_device
 from cmh.utils.errors import UserError
 
@@ -53,10 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return train_flags.parse_args(argv, description=__doc__)
 
 
-def final_evaluation(run: Run) -> dict:
-    """The queries against the database, with the weights of best.pt: the reported numbers."""
+def final_evaluation(run: Run, model) -> dict:
+    """The queries against the database, with the weights of best.pt loaded into the run's
+    model (built once per run): the reported numbers."""
     state = load_checkpoint(run.out / "best.pt")
-    model, _, _ = load_model(state, run.device)
+    model.load_state_dict(state["model"])
     enc = run.encode(model, ("query", "database"))
     results = retrieval_metrics(enc["query"], enc["database"], default_directions(model))
     results.update(
@@ -67,7 +69,7 @@ def final_evaluation(run: Run) -> dict:
         n_database=len(enc["database"]["labels"]),
         **seed_protocol(run.out),  # --query-every: the queries-selected numbers, beside ours
     )
-    (run.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(run.out / "results.json", json.dumps(results, indent=2) + "\n")
     title = plot_title(run.args.data, run.cfg.bits, state["epoch"])
     save_plots(
         enc["query"],
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.freeze_backbones:
         run.features = frozen_features(run, model, args.feature_cache or data.root / "features")
     if dist.is_main:
-        (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        write_text_atomic(out / "args.json", json.dumps(vars(args), indent=2) + "\n")
     sizes = {k: len(v) for k, v in data.splits.items()}
     log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s", data.root, sizes,
              cfg.bits, cfg.image_encoder, cfg.text_encoder, cfg.text_model, device)  # fmt: skip
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             f"lower --batch-size or add --amp. The last good checkpoint is {out / 'last.pt'}"
         ) from e
     if dist.is_main:
-        results = final_evaluation(run)
+        results = final_evaluation(run, model)
         log.info(
             "final evaluation (queries vs database, best epoch %s):\n%s",
             results["best_epoch"],

@@ -15,10 +15,11 @@ A run folder without results.json (still running, or stopped) is named on stderr
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
+
+from cmh.utils.atomic_io import write_text_atomic
 
 RUN_FOLDER = re.compile(r"seed(-?\d+)$")
 BITS_FOLDER = re.compile(r"bits(\d+)$")
@@ -70,13 +71,6 @@ def load_sweep(out: Path) -> tuple[list[dict], list[Path], dict[int, list[Path]]
     return runs, unfinished, folders
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def summarize(out: Path) -> tuple[dict, str]:
     """Aggregate a sweep and write results.md, results.json and seed_curves.png into ``out``;
     (aggregate, markdown). Raises FileNotFoundError naming ``out`` when it holds no finished
@@ -94,9 +88,9 @@ def summarize(out: Path) -> tuple[dict, str]:
         )
     agg = aggregate([{k: r[k] for k in ("seed", "bits", "results")} for r in runs])
     markdown = format_markdown(agg)
-    write_atomic(out / "results.md", markdown)
+    write_text_atomic(out / "results.md", markdown)
     record = {**agg, "runs": [r["run"] for r in runs], "unfinished": [str(p) for p in unfinished]}
-    write_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
     plot_seed_curves(folders, out / "seed_curves.png")
     return agg, markdown
 

@@ -205,3 +205,15 @@ def imported_modules_of(source: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
+
+
+def test_library_code_never_reads_the_argparse_namespace():
+    """No ``getattr(args`` in cmh/: library code takes the typed configuration (every field
+    present: cmh/config/typed.py) or explicit parameters."""
+    offenders = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in sorted((REPO / "cmh").rglob("*.py"))
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if "getattr(args" in line
+    ]
+    assert offenders == []

@@ -122,3 +122,23 @@ def test_the_builtin_objectives_register_themselves():
     assert get_objective("triplet").head_activation == "tanh"
     with pytest.raises(ValueError, match="registered already"):
         register_objective(get_objective("triplet"))
+
+
+def test_the_model_is_built_once_per_run(monkeypatch, tiny_prepared, tiny_flags, tmp_path):
+    """Training and the final evaluation use one model: best.pt's weights are loaded into it."""
+    from cmh.models import hashers
+
+    calls = []
+    real = hashers.build_model
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("pretrained", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashers, "build_model", counting)
+    from cmh.engine import run_setup
+
+    monkeypatch.setattr(run_setup, "build_model", counting)
+    argv = ["--data", str(tiny_prepared), "--out", str(tmp_path / "r"), *tiny_flags, "--epochs", "1"]
+    assert train.main(argv) == 0
+    assert calls == [True]

@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY_FLAGS
 
 import train
+from cmh.objectives import triplet as triplet_objective
 
 
 def tiny_run(prepared, out, *extra: str) -> int:
@@ -86,14 +87,14 @@ class _FirstLoss(Exception):
 
 
 def first_margin(monkeypatch, prepared, out, *extra: str) -> float:
-    """The margin of the run's first train.hashing_loss call (the run stops there)."""
+    """The margin of the run's first triplet_objective.hashing_loss call (the run stops there)."""
     seen = []
 
     def spy(image_codes, text_codes, labels, margin, **kwargs):
         seen.append(margin)
         raise _FirstLoss
 
-    monkeypatch.setattr(train, "hashing_loss", spy)
+    monkeypatch.setattr(triplet_objective, "hashing_loss", spy)
     flags = [f for i, f in enumerate(TINY_FLAGS) if "--margin" not in TINY_FLAGS[i - 1 : i + 1]]
     argv = ["--data", str(prepared), "--out", str(out), *flags, "--epochs", "1", *extra]
     with pytest.raises(_FirstLoss):

@@ -47,7 +47,7 @@ def test_amp_on_cpu_warns_once_and_is_recorded(tiny_prepared, tmp_path, tiny_fla
 
 def test_resolve_amp_warns_only_when_amp_is_dropped(caplog):
     def resolved(amp: bool, device: str, is_main: bool = True) -> argparse.Namespace:
-        args = argparse.Namespace(amp=amp)
+        args = argparse.Namespace(amp=amp, amp_requested=None)
         train.resolve_amp(args, torch.device(device), is_main)
         return args
 

@@ -12,6 +12,7 @@ import evaluate
 import retrieve
 import train
 from cmh.evaluation.hamming_metrics import chance_level
+from cmh.objectives import triplet as triplet_objective
 from data import load_prepared
 
 
@@ -122,7 +123,7 @@ def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, caps
 def test_non_finite_loss_stops_and_keeps_checkpoint(
     tiny_prepared, tmp_path, tiny_flags, monkeypatch, caplog
 ):
-    real_loss, calls = train.hashing_loss, {"n": 0}
+    real_loss, calls = triplet_objective.hashing_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         out = real_loss(*args, **kwargs)
@@ -131,7 +132,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(train, "hashing_loss", poisoned)
+    monkeypatch.setattr(triplet_objective, "hashing_loss", poisoned)
     assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "3") == 1
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1
@@ -223,7 +224,7 @@ def test_out_of_memory_names_the_batch_size(
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train, "hashing_loss", oom)
+    monkeypatch.setattr(triplet_objective, "hashing_loss", oom)
     assert run_train(tiny_prepared, tmp_path, tiny_flags, "--epochs", "1") == 2
     err = capsys.readouterr().err
     assert "out of GPU memory at --batch-size 16" in err and "lower --batch-size" in err

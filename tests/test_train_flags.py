@@ -1,8 +1,8 @@
 """Each training flag, passed through train.py, has its effect: a test per flag that fails if
 train.py ignored it. Every run is one epoch of the tiny models on the 120-item generated dataset.
 
-Two spies see what a run does: one on ``train.hashing_loss`` (the arguments of every loss call,
-the codes and the returned terms) and one on ``train.build_model`` (the initial weights). With the
+Two spies see what a run does: one on ``triplet_objective.hashing_loss`` (the arguments of every loss call,
+the codes and the returned terms) and one on ``run_setup.build_model`` (the initial weights). With the
 same seed every run starts from the same weights and sees the same first batch, so a flag's effect
 on the first step is measured against the default run's, with nothing else changed.
 """
@@ -20,7 +20,9 @@ from torch import nn
 
 import loss
 import train
+from cmh.engine import run_setup
 from cmh.models.hashers import load_model
+from cmh.objectives import triplet as triplet_objective
 from data import load_prepared
 
 CPU = torch.device("cpu")
@@ -42,10 +44,10 @@ def last_state(out) -> dict:
 
 
 def spy_on_training(monkeypatch) -> dict:
-    """Record every call of train.hashing_loss (all its arguments bound by name, defaults filled
-    in, the codes and what it returned) and the initial state dict of train.build_model's model."""
+    """Record every call of triplet_objective.hashing_loss (all its arguments bound by name, defaults filled
+    in, the codes and what it returned) and the initial state dict of run_setup.build_model's model."""
     seen: dict = {"calls": [], "initial": None}
-    real_loss, real_build = train.hashing_loss, train.build_model
+    real_loss, real_build = triplet_objective.hashing_loss, run_setup.build_model
     signature = inspect.signature(loss.hashing_loss)
 
     def loss_spy(*args, **kwargs):
@@ -64,8 +66,8 @@ def spy_on_training(monkeypatch) -> dict:
         seen["initial"] = copy.deepcopy(model.state_dict())
         return model, tokenizer
 
-    monkeypatch.setattr(train, "hashing_loss", loss_spy)
-    monkeypatch.setattr(train, "build_model", build_spy)
+    monkeypatch.setattr(triplet_objective, "hashing_loss", loss_spy)
+    monkeypatch.setattr(run_setup, "build_model", build_spy)
     return seen
 
 

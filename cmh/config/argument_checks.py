@@ -30,8 +30,8 @@ def check_args(args: argparse.Namespace) -> None:
         (args.weight_decay >= 0, f"--weight-decay must be >= 0, got {args.weight_decay}"),
         (args.eval_every >= 1, f"--eval-every must be >= 1, got {args.eval_every}"),
         (
-            getattr(args, "query_every", None) is None or args.query_every >= 1,
-            f"--query-every must be >= 1 (or left out: off), got {getattr(args, 'query_every', None)}",
+            args.query_every is None or args.query_every >= 1,
+            f"--query-every must be >= 1 (or left out: off), got {args.query_every}",
         ),
         (
             args.max_length == 0 or args.max_length >= 2,
@@ -50,7 +50,7 @@ def check_args(args: argparse.Namespace) -> None:
             "with it; drop --data, or drop --demo to train on DIR",
         ),
     ]
-    init = getattr(args, "init_from", None)
+    init = args.init_from
     if init and not args.resume and not Path(init).is_file():
         rules.append((False, f"--init-from {init}: no such checkpoint file"))
     for ok, message in rules:
@@ -66,7 +66,7 @@ def check_args(args: argparse.Namespace) -> None:
             "--freeze-backbones caches pretrained backbone features; the bag-of-words tower has "
             "no backbone (train it without --freeze-backbones: it is already fast)"
         )
-    if args.freeze_backbones and getattr(args, "image_cache", False):
+    if args.freeze_backbones and args.image_cache:
         raise UserError(
             "--image-cache does not go with --freeze-backbones: frozen-feature mode extracts the "
             "image features once and never reads images per step, so the image cache would be "
@@ -97,10 +97,10 @@ def check_static_step(args: argparse.Namespace) -> None:
         ),
     }  # fmt: skip
     for flag, rules in why.items():
-        if not getattr(args, flag, False):
+        if not args.get(flag):
             continue
         for other, value, reason in rules:
-            if getattr(args, other, None) == value:
+            if args.get(other) == value:
                 shown = f"--{other.replace('_', '-')}" + ("" if value is True else f" {value}")
                 raise UserError(f"--{flag.replace('_', '-')} does not go with {shown} ({reason})")
 
@@ -108,14 +108,14 @@ def check_static_step(args: argparse.Namespace) -> None:
 def check_objective(args: argparse.Namespace) -> None:
     """The schedule's refusals, then the objective's own (its flags, and the run flags it
     refuses: cmh.objectives.registry.Objective.refuses)."""
-    lr_end = getattr(args, "lr_end", 1e-6)
+    lr_end = args.lr_end
     if not (math.isfinite(lr_end) and lr_end > 0):
         raise UserError(f"--lr-end must be a finite number > 0, got {lr_end}")
     objective = get_objective(args.objective)
     if objective.check is not None:
         objective.check(args)
     for flag, why in objective.refuses.items():
-        if getattr(args, flag, False):
+        if args.get(flag):
             raise UserError(
                 f"--{flag.replace('_', '-')} does not go with --objective {objective.name} ({why})"
             )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cmh.config.recipes import help_text as recipe_help
 from cmh.config.recipes import read_toml, recipe, recipe_names, recipe_settings
+from cmh.config.typed import from_namespace
 from cmh.data.image_transforms import FRAMINGS, NORMS, norm_name
 from cmh.models import hashers  # noqa: F401  (the built-in towers register themselves)
 from cmh.models.clip_towers import CLIP_MAX_LENGTH
@@ -374,11 +375,17 @@ def demo_layer(args: argparse.Namespace) -> dict:
     return {k: v for k, v in DEMO_DEFAULTS.items() if not (k == "lr" and solver == "sgd")}
 
 
-def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
-    """The arguments, defaults filled in; ``given`` lists the flags on the command line (also
-    one given at its default value)."""
+# Fields of the run's configuration that are no flag: the flags given on the command line, and
+# whether --amp was asked for where it cannot run (cmh.runs.run_folder.resolve_amp).
+EXTRA_FIELDS = (("given", list, ()), ("amp_requested", bool, None))
+
+
+def parse_args(argv=None, description: str | None = None):
+    """The run's typed configuration (cmh.config.typed: a TrainConfig, one field per flag),
+    every layer of defaults filled in; ``given`` lists the flags on the command line (also one
+    given at its default value)."""
     p = parser(description=description)
-    args = p.parse_args(argv)
+    args = from_namespace("TrainConfig", p, p.parse_args(argv), EXTRA_FIELDS)
     args.given = sorted(vars(parser(defaults=False).parse_args(argv)))
     config = read_config(args.config, p) if args.config else {}
     for key, value in config.items():  # a user's configuration: over every default
@@ -386,7 +393,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     for layer in (demo_layer(args) if args.demo else {}, recipe(args.recipe), DEFAULTS):
         for key, value in layer.items():
-            if getattr(args, key) is None:
+            if args.get(key) is None:
                 setattr(args, key, value)
     if args.margin is None:
         args.margin = MARGIN_PER_BIT * args.bits

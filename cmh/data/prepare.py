@@ -215,13 +215,13 @@ SHARED_WITH_MAT = ("n_query", "n_train", "images")  # --images: the --format cli
 def input_mode(args: argparse.Namespace) -> str:
     """Return "twemoji", "mat", "raw" or "lists" from the flags given; UserError on a mix or a
     missing flag."""
-    if getattr(args, "twemoji", None) is not None or getattr(args, "emojilib", None) is not None:
+    if args.get("twemoji") is not None or args.get("emojilib") is not None:
         others = {"mat": "--mat", **RAW_FLAGS, **LISTS_FLAGS, **MAT_FLAGS}
         twemoji.check_flags(args, {a: f for a, f in others.items() if a not in twemoji.FLAGS})
         return "twemoji"
-    if getattr(args, "mat", None) is not None:
+    if args.get("mat") is not None:
         flags = {**RAW_FLAGS, **LISTS_FLAGS}
-        given = [f for a, f in flags.items() if getattr(args, a) is not None]
+        given = [f for a, f in flags.items() if args.get(a) is not None]
         mixed = [f for f in given if f.lstrip("-").replace("-", "_") not in SHARED_WITH_MAT]
         if mixed:
             raise UserError(
@@ -229,11 +229,11 @@ def input_mode(args: argparse.Namespace) -> str:
                 "raw and lists input have flags of their own"
             )
         return "mat"
-    mat_only = [f for a, f in MAT_FLAGS.items() if getattr(args, a, None) is not None]
+    mat_only = [f for a, f in MAT_FLAGS.items() if args.get(a) is not None]
     if mat_only:
         raise UserError(f"{mat_only[0]} goes with --mat (a .mat benchmark set); add --mat PATH")
-    raw = [f for a, f in RAW_FLAGS.items() if getattr(args, a) is not None]
-    lists = [f for a, f in LISTS_FLAGS.items() if getattr(args, a) is not None]
+    raw = [f for a, f in RAW_FLAGS.items() if args.get(a) is not None]
+    lists = [f for a, f in LISTS_FLAGS.items() if args.get(a) is not None]
     if raw and lists:
         raise UserError(f"{raw[0]} (raw input) and {lists[0]} (lists input) do not go together")
     required = ("--iapr-root", "--saiapr-root") if raw else ("--lists", "--images", "--annotations")
@@ -317,7 +317,7 @@ def prepare(args: argparse.Namespace) -> dict:
     defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": iapr_lists.LISTS_BOW_COLUMNS,
                 "label_columns": iapr_lists.LISTS_LABEL_COLUMNS}  # fmt: skip
     for name, value in defaults.items():
-        if getattr(args, name) is None:
+        if args.get(name) is None:
             setattr(args, name, value)
     check_out(args.out, args.overwrite)
     candidates, wlist, given = _read_input(args, mode)

@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from cmh.config.typed import from_namespace
 from cmh.data import prepare as prepare_step
 from cmh.data.published_splits import DATASETS, PROTOCOLS
 from cmh.utils.cli import Parser
@@ -54,8 +55,9 @@ def add_twemoji_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The ``prepare`` and ``demo`` subcommands."""
+def parse_args(argv: list[str] | None = None):
+    """The ``prepare`` or ``demo`` command as its typed configuration (cmh.config.typed: a
+    PrepareConfig or DemoConfig, one field per flag of that command, and ``command``)."""
     parser = Parser(description=DESCRIPTION, prog="data.py")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -112,7 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
     d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
     d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
-    return parser.parse_args(argv)
+    ns = parser.parse_args(argv)
+    command = {"prepare": p, "demo": d}[ns.command]
+    name = f"{ns.command.capitalize()}Config"
+    return from_namespace(name, command, ns, (("command", str, ns.command),))
 
 
 def run_demo(args: argparse.Namespace) -> dict:

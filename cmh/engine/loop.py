@@ -75,8 +75,8 @@ class Run:
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """A loader over one split: shuffled and augmented for training, in id order otherwise."""
         args, cfg = self.args, self.cfg
-        resident = getattr(args, "resident_data", False)
-        cached = (getattr(args, "image_cache", False) or resident) and cfg.image_encoder != "none"
+        resident = args.resident_data
+        cached = (args.image_cache or resident) and cfg.image_encoder != "none"
         make = make_loader
         common = {
             "tokenizer": self.tokenizer,
@@ -126,7 +126,7 @@ class Run:
             drop_last=True,
         )
         per_rank = args.batch_size // self.dist.world
-        static = getattr(args, "cuda_graphs", False)  # a fixed batch: the partial one dropped
+        static = args.cuda_graphs  # a fixed batch: the partial one dropped
         drop_last = len(ds) >= 2 * args.batch_size or static
         if static and len(ds) < args.batch_size:
             raise UserError(f"--cuda-graphs: the '{split}' split has {len(ds)} items, fewer than "
@@ -210,7 +210,7 @@ def batch_loss(run: Run, model, batch: dict) -> tuple[dict[str, torch.Tensor], f
     and the factor (the world size) turns DDP's gradient average into their sum, the gradient
     of the global-batch loss."""
     args, dist = run.args, run.dist
-    graphs = getattr(args, "cuda_graphs", False)  # a captured graph may not use autocast's cache
+    graphs = args.cuda_graphs  # a captured graph may not use autocast's cache
     with torch.autocast(run.device.type, torch.bfloat16, args.amp, cache_enabled=not graphs):
         codes = model(batch)
     labels, scale = batch["labels"], 1.0
@@ -330,7 +330,7 @@ def selection_score(val: dict) -> float:
 def set_learning_rates(optimizer, args, epoch: int) -> None:
     """--lr-schedule linear: each group's rate falls from its base rate at epoch 1 to --lr-end at
     the last epoch (cmh.engine.schedules.lr_schedule); constant: the base rate throughout."""
-    if getattr(args, "lr_schedule", "constant") != "linear":
+    if args.lr_schedule != "linear":
         return
     for group in optimizer.param_groups:
         group["lr"] = lr_schedule(epoch - 1, args.epochs, start=group["base_lr"], end=args.lr_end)
@@ -387,7 +387,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
         set_learning_rates(optimizer, args, epoch)
         if own_epoch is not None:
             record = {"epoch": epoch, **own_epoch(run, model, optimizer, run.objective_state, epoch)}
-        elif getattr(args, "cuda_graphs", False):
+        elif args.cuda_graphs:
             record = {"epoch": epoch, **graph_epoch(run, model, loader, graph, optimizer, epoch)}
         else:
             record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
@@ -397,7 +397,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             continue
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             record.update(validate(model, run))
-        if getattr(args, "query_every", None) and epoch % args.query_every == 0:
+        if args.query_every and epoch % args.query_every == 0:
             query_protocol(model, run, epoch)  # reported only; selection stays on validation
         record["seconds"] = round(time.perf_counter() - t0, 3)
         best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)

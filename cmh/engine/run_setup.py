@@ -60,7 +60,7 @@ def build_optimizer(args: argparse.Namespace, model) -> torch.optim.Optimizer:
     for name, tower in (("image", model.image), ("text", model.text)):
         if tower is None:
             continue
-        lr = getattr(args, f"{name}_lr") if args.optimizer == "separate" else args.lr
+        lr = args.get(f"{name}_lr") if args.optimizer == "separate" else args.lr
         params = [p for p in tower.parameters() if p.requires_grad]
         groups.append({"params": params, "lr": lr, "base_lr": lr, "name": name})
     solver = torch.optim.SGD if args.solver == "sgd" else torch.optim.Adam

@@ -12,12 +12,13 @@ global figure state and no backend switch (as in :mod:`cmh.evaluation.plots`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from cmh.utils.atomic_io import atomic_path
 
 LOSS_TERMS = ("i2t", "t2i", "i2i", "t2t", "quant")
 DIRECTION_ORDER = ("i2t", "t2i", "i2i", "t2t")
@@ -138,12 +139,8 @@ def run_curves_figure(run_dir: str | Path) -> Figure:
 def save_atomic(fig: Figure, path: Path, dpi: int = 110) -> Path:
     """``fig`` as PNG written to a temporary file beside ``path``, then renamed onto it, so a
     reader never sees a half-written image."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

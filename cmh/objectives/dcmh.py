@@ -160,8 +160,8 @@ def add_flags(add) -> None:
 
 def check(args) -> None:
     for flag in ("gamma", "eta"):
-        if not getattr(args, flag) >= 0:
-            raise UserError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+        if not args.get(flag) >= 0:
+            raise UserError(f"--{flag} must be >= 0, got {args.get(flag)}")
 
 
 DCMH = register_objective(

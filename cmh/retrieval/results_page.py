@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from cmh.utils.atomic_io import write_text_atomic
+
 TEXT_MARKS = {None: "-", True: "yes", False: "no"}  # relevant: unknown, yes, no
 HTML_MARKS = {None: ("", ""), True: ("rel", " · relevant"), False: ("irr", " · not relevant")}
 STYLE = (
@@ -162,4 +164,4 @@ def write_html(path: Path, info: dict, rows: list[dict], meta: dict, embed: bool
         f"{LEGEND if info.get('labels') is not None else NO_LEGEND}{''.join(cards)}</body></html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_text_atomic(path, page)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from cmh.utils.atomic_io import atomic_path
 from cmh.utils.errors import UserError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -29,15 +30,10 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     a successful write.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint, "
             "if any, is intact. Free disk space or choose another --out"

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 from cmh.config import train_flags
+from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.entry_points import run_entry_point
 from cmh.utils.errors import UserError
 
 # Where things are and how a run was started, not what it computes: not compared.
-NOT_COMPARED = ("data", "out", "feature_cache", "demo_dir", "given", "resume")
+NOT_COMPARED = ("data", "out", "feature_cache", "demo_dir", "given", "resume", "config", "amp_requested")
 
 
 def differing_argument(recorded: dict, current: dict) -> str | None:
@@ -66,16 +67,16 @@ def begin_attempt(out: Path, fresh: bool) -> None:
     if attempts and "end" not in attempts[-1]:
         written = [p.stat().st_mtime for p in out.iterdir() if p.is_file() and p.name != WALL_TIME]
         attempts[-1]["end"] = max([attempts[-1]["start"], *written])
-    path.write_text(json.dumps([*attempts, {"start": time.time()}]) + "\n")
+    write_text_atomic(path, json.dumps([*attempts, {"start": time.time()}]) + "\n")
 
 
 def end_attempt(out: Path) -> float:
     """End the current attempt; write and return the run's wall time, all attempts together."""
     attempts = json.loads((out / WALL_TIME).read_text())
     attempts[-1]["end"] = time.time()
-    (out / WALL_TIME).write_text(json.dumps(attempts) + "\n")
+    write_text_atomic(out / WALL_TIME, json.dumps(attempts) + "\n")
     seconds = sum(a["end"] - a["start"] for a in attempts)
-    (out / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
+    write_text_atomic(out / "wall_seconds.txt", f"{seconds:.1f}\n")
     return seconds
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.errors import UserError
 
 log = logging.getLogger("train")
@@ -48,9 +49,7 @@ def trim_metrics(path: Path, epoch: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(x + "\n" for x in kept))
 
 
 def setup_logging(out: Path | None) -> None:
@@ -114,11 +113,13 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
         )
     for key in RESUME_OVERRIDES:
         if key in args.given:
-            saved[key] = getattr(args, key)
+            saved[key] = args.get(key)
     saved["out"] = args.out  # where the run is now, even if it was moved since
     if saved.get("demo"):  # `data` was saved as the demo's folder, which --demo-dir names again
         saved["data"] = None
-    return argparse.Namespace(**{**saved, "resume": True, "given": saved.get("given", [])})
+    # a flag the saved run predates takes today's value (its default, or an override given)
+    merged = {**args.to_dict(), **saved, "resume": True, "given": saved.get("given", [])}
+    return type(args).from_dict(merged)
 
 
 def resume_conflicts(args: argparse.Namespace, saved: dict, where: Path) -> list[str]:
@@ -128,7 +129,7 @@ def resume_conflicts(args: argparse.Namespace, saved: dict, where: Path) -> list
     typed = {**saved, "amp": saved.get("amp_requested", saved.get("amp"))}
     differing = []
     for key in sorted(set(args.given) - set(RESUME_OVERRIDES) - set(RESUME_NOT_COMPARED)):
-        value = getattr(args, key)
+        value = args.get(key)
         shown = _as_typed(key, value)
         if key not in typed:
             differing.append(f"{shown} is not recorded in the run's {where}")
@@ -155,7 +156,7 @@ def resolve_amp(args: argparse.Namespace, device: torch.device, is_main: bool) -
     """--amp is bf16 autocast on CUDA only. Elsewhere the run is float32, logged once (rank 0) and
     kept in args.json: `amp` is what runs, `amp_requested` what was asked for (a resumed run keeps
     its saved `amp`, the precision its checkpoints and cached features were made with)."""
-    args.amp_requested = bool(args.amp or getattr(args, "amp_requested", False))
+    args.amp_requested = bool(args.amp or args.amp_requested)
     if args.amp and device.type != "cuda" and is_main:
         log.warning(
             "--amp is bf16 autocast on CUDA only; this run is on %s, so it runs in float32",

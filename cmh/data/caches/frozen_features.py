@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cmh.evaluation.encoding import encode
 from cmh.utils import progress
+from cmh.utils.atomic_io import atomic_path
 
 log = logging.getLogger("train")
 
@@ -138,9 +138,8 @@ def load_or_extract(
     log.info("frozen features: extracting once into %s", path)
     features = extract(model, make_loader_for_all(), device, amp)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(features, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(features, tmp)
     return features
 
 

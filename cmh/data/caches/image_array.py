@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cmh.utils import progress
+from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.errors import UserError
 
 REF = re.compile(r"^(?P<array>.+\.u8)#(?P<row>\d+)$")  # DATA/images-<digest>.u8#row
@@ -76,7 +77,7 @@ def write_array(
     }
     array = Path(folder) / f"images-{meta['sha256'][:16]}.u8"
     os.replace(partial, array)
-    meta_path(array).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    write_text_atomic(meta_path(array), json.dumps(meta) + "\n")
     return {"file": array.name, **meta}
 
 

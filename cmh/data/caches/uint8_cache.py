@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from cmh.data.dataset import HashingDataset, collate, make_loader
 from cmh.data.image_transforms import RESIZE_FACTOR, norm_stats
 from cmh.data.prepared_folder import PreparedData
 from cmh.utils import progress
+from cmh.utils.atomic_io import atomic_path, write_text_atomic
 from cmh.utils.errors import UserError
 
 log = logging.getLogger("image_cache")
@@ -104,19 +104,18 @@ def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
     array_path, meta_path = cache_paths(data.root, size)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     shape = (len(data.items), 3, size, size)
-    tmp_array = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
-    array = np.memmap(tmp_array, dtype=np.uint8, mode="w+", shape=shape)
-    # its own generator: building the cache draws nothing from the global RNG, so a run that
-    # builds it trains exactly like one that finds it built
-    loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(0))  # fmt: skip
-    row = 0
-    for batch in progress.bar(loader, f"image cache {size}px"):
-        array[row : row + len(batch)] = batch.numpy()
-        row += len(batch)
-    array.flush()
-    del array
-    os.replace(tmp_array, array_path)
+    with atomic_path(array_path) as tmp_array:
+        array = np.memmap(tmp_array, dtype=np.uint8, mode="w+", shape=shape)
+        # its own generator: building the cache draws nothing from the global RNG, so a run that
+        # builds it trains exactly like one that finds it built
+        loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        row = 0
+        for batch in progress.bar(loader, f"image cache {size}px"):
+            array[row : row + len(batch)] = batch.numpy()
+            row += len(batch)
+        array.flush()
+        del array
     meta = {
         "ids": [item["id"] for item in data.items],
         "shape": list(shape),
@@ -124,9 +123,7 @@ def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
         "layout": "NCHW",
         "manifest_sha256": manifest_sha256(data.root),
     }
-    tmp_meta = meta_path.with_name(f"{meta_path.name}.tmp-{os.getpid()}")
-    tmp_meta.write_text(json.dumps(meta) + "\n")
-    os.replace(tmp_meta, meta_path)
+    write_text_atomic(meta_path, json.dumps(meta) + "\n")
     log.info("image cache %s: %d images of %dx%d", array_path, shape[0], size, size)
     return meta
 

@@ -218,7 +218,7 @@ def check_flags(args: argparse.Namespace, other_inputs: dict[str, str]) -> None:
     """UserError when --twemoji and --emojilib do not come together, or come with a flag of
     another input (``other_inputs``: {args attribute: flag})."""
     ours = "--twemoji" if args.twemoji is not None else "--emojilib"
-    mixed = [f for a, f in other_inputs.items() if getattr(args, a, None) is not None]
+    mixed = [f for a, f in other_inputs.items() if args.get(a) is not None]
     if mixed:
         raise UserError(
             f"{ours} and {mixed[0]} do not go together: --twemoji/--emojilib read the two npm "
@@ -308,7 +308,7 @@ def plan(args: argparse.Namespace) -> TwemojiPlan:
     """Read and check both packages, build the items, drop unusable ones and split (nothing is
     written; the images wait in memory for :func:`stage_images`)."""
     check_flags(args, {})
-    given = {k for k in DEFAULT_SPLIT if getattr(args, k) is not None}
+    given = {k for k in DEFAULT_SPLIT if args.get(k) is not None}
     for key, value in DEFAULT_SPLIT.items():
         if key not in given:
             setattr(args, key, value)
