@@ -4,5 +4,6 @@
     progress      progress bars only where someone watches
     devices       --device auto | cpu | cuda
     errors        UserError: the one exception whose message is for the user
+    atomic_io     files replaced atomically: a temporary beside the target, synced, renamed
     entry_points  running train.py / evaluate.py / retrieve.py / data.py in a child process
 """
