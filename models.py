@@ -18,8 +18,8 @@ heads.py: the tower modules; image_backbones.py, text_encoders.py, clip_towers.p
 registered towers, chosen by name; tower_registry.py: how to add one).
 """
 
-from cmh.evaluation.encoding import binarize  # noqa: F401  (codes are the ±1 signs of the outputs)
 from cmh.models.hashers import CrossModalHasher, ModelConfig, build_model, load_model  # noqa: F401
 from cmh.models.heads import BowHasher, HashHead, ImageHasher, TextHasher  # noqa: F401
 from cmh.models.text_encoders import TINY_BERT, tokenizer_from_json, train_wordpiece  # noqa: F401
 from cmh.models.tower_registry import Tower, register_tower, tower_names  # noqa: F401
+from cmh.utils.torch_ops import binarize  # noqa: F401  (codes are the ±1 signs of the outputs)

@@ -40,7 +40,6 @@ from PIL import Image
 from cmh.data.bag_of_words import bow_vector
 from cmh.data.image_transforms import image_transform
 from cmh.data.prepared_folder import load_prepared
-from cmh.evaluation.encoding import binarize
 from cmh.evaluation.from_checkpoint import Loaded, encode_splits, load_for_evaluation
 from cmh.models.hashers import load_model
 from cmh.retrieval.binary_index import (
@@ -62,6 +61,7 @@ from cmh.utils import progress
 from cmh.utils.cli import Parser
 from cmh.utils.devices import resolve_device
 from cmh.utils.errors import UserError
+from cmh.utils.torch_ops import binarize
 
 MODEL_SUMMARY = ("bits", "image_encoder", "text_encoder", "text_model", "image_size", "max_length")
 

@@ -11,6 +11,7 @@ import torch
 
 from cmh.evaluation.hamming_metrics import chance_level, mean_average_precision
 from cmh.utils import progress
+from cmh.utils.torch_ops import binarize  # noqa: F401  (encoding.binarize: the codes)
 
 DIRECTIONS = {
     "i2t": ("image", "text"),
@@ -18,11 +19,6 @@ DIRECTIONS = {
     "i2i": ("image", "image"),
     "t2t": ("text", "text"),
 }
-
-
-def binarize(h: torch.Tensor) -> torch.Tensor:
-    """Map real codes to ±1 (same dtype); 0 maps to +1, never to 0 (unlike torch.sign)."""
-    return torch.where(h >= 0, torch.ones_like(h), -torch.ones_like(h))
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from cmh.data.image_transforms import FRAMINGS, norm_stats
-from cmh.evaluation.encoding import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 from cmh.models import clip_towers, image_backbones, text_encoders  # noqa: F401  (register towers)
 from cmh.models.heads import BowHasher, HashHead, ImageHasher, TextHasher  # noqa: F401
 from cmh.models.image_backbones import weights_url
@@ -30,6 +29,7 @@ from cmh.models.model_sources import check_towers
 from cmh.models.text_encoders import TINY_BERT, TINY_TEXT_MODEL  # noqa: F401
 from cmh.models.tower_registry import get_tower, image_tower, tower_names
 from cmh.utils.errors import UserError
+from cmh.utils.torch_ops import binarize  # noqa: F401  (models.binarize: codes are its ±1 signs)
 
 
 @dataclass

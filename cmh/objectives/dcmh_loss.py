@@ -18,18 +18,11 @@ device-agnostic; no root module imported.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from cmh.utils.torch_ops import autocast_off, binarize
+
 MODALITIES: tuple[str, ...] = ("image", "text")
-
-
-def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
-    """A context that disables autocast on ``device`` (a no-op where autocast does not exist)."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _check_loss_args(
@@ -100,7 +93,7 @@ def dcmh_loss(
     dtype = torch.promote_types(out.dtype, torch.float32)
     device = out.device
     b, n = similarity.shape
-    with _autocast_off(device):
+    with autocast_off(device):
         f = out.to(dtype)
         own, other, codes, s = (
             t.detach().to(device=device, dtype=dtype) for t in (own, other, codes, similarity)
@@ -132,15 +125,10 @@ def similarity_rows(batch_labels: torch.Tensor, train_labels: torch.Tensor) -> t
     if batch_labels.dim() != 2 or train_labels.shape[1:] != batch_labels.shape[1:]:
         found = f"{tuple(batch_labels.shape)} and {tuple(train_labels.shape)}"
         raise ValueError(f"labels: expected [b, C] and [n, C] multi-hot, found {found}")
-    with _autocast_off(batch_labels.device):
+    with autocast_off(batch_labels.device):
         a = (batch_labels != 0).to(torch.float32)
         t = (train_labels != 0).to(device=a.device, dtype=torch.float32)
         return ((a @ t.T) > 0).to(torch.float32)
-
-
-def _sign_no_zero(x: torch.Tensor) -> torch.Tensor:
-    """Elementwise sign in {-1, +1} (0 -> +1), same dtype as x."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 class DcmhState:
@@ -201,7 +189,7 @@ class DcmhState:
     def update_codes(self) -> None:
         """B = sign(F + G) (single modality: sign(G)), with 0 -> +1."""
         total = self.G if self.F is None else self.F + self.G
-        self.B.copy_(_sign_no_zero(total))
+        self.B.copy_(binarize(total))
 
     def state_dict(self) -> dict[str, torch.Tensor | bool]:
         """Plain tensors and a bool (loads with ``torch.load(..., weights_only=True)``)."""

@@ -24,11 +24,12 @@ float64) with autocast disabled locally, so the loss is safe inside an autocast 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Mapping
 
 import torch
+
+from cmh.utils.torch_ops import autocast_off
 
 TERMS: tuple[str, ...] = ("i2t", "t2i", "i2i", "t2t")
 TRIPLET_MODES: tuple[str, ...] = ("all", "hard", "reference")
@@ -165,13 +166,6 @@ def _check_args(
     return terms
 
 
-def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
-    """A context that disables autocast on ``device`` (a no-op where autocast does not exist)."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
 def _quant_term(codes: list[torch.Tensor]) -> torch.Tensor:
     """mean((|h| - 1)^2) over all entries of the given [B, bits] codes."""
     flat = torch.cat([c.reshape(-1) for c in codes])
@@ -234,7 +228,7 @@ def hashing_loss(
         if c is not None
     }
     out = {name: torch.zeros((), dtype=dtype, device=device) for name in (*TERMS, "quant")}
-    with _autocast_off(device):
+    with autocast_off(device):
         similar = label_similarity(labels.to(device))
         ref_weights = reference_triplet_weights(similar) if triplets == "reference" else None
         for term in terms:

@@ -3,6 +3,7 @@
     cli           the argument parser every entry point uses
     progress      progress bars only where someone watches
     devices       --device auto | cpu | cuda
+    torch_ops     binarize (±1, never 0) and autocast_off, used by losses and encoding
     errors        UserError: the one exception whose message is for the user
     atomic_io     files replaced atomically: a temporary beside the target, synced, renamed
     entry_points  running train.py / evaluate.py / retrieve.py / data.py in a child process
