@@ -12,7 +12,7 @@ Targets, checked on every row and printed beside it; the exit status is 1 when a
 - values: |vectorised - brute force| <= --rtol x max(1, |brute force|) (default 1e-5: float32);
 - speed: ratio brute / vectorised >= --min-ratio (default 10x) at batch >= --min-ratio-batch
   (default 32; smaller batches have too few triplets for vectorising to pay, so their ratio is
-  information only). The README's claim is 25-50x at batch 32 and 160-990x at 128.
+  information only). docs/benchmarks.md's claim is 25-50x at batch 32 and 160-990x at 128.
 
 --inject-error EPS adds EPS to the vectorised value of the first row, to show that a mismatch
 fails the run.

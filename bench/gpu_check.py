@@ -36,7 +36,7 @@ steps, 100 items in the loop, evaluation 50 x 300; for tests/test_gpu_check.py. 
 the static rows run uncaptured ("static, not captured"): their times say nothing about graphs.
 
 Status: the eager step rows ran on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28
-(BENCHMARKS.md). The graph, concurrency and loop rows have not run on a GPU yet (no GPU was lent
+(docs/gpu.md; measured rows in docs/benchmarks.md). The graph, concurrency and loop rows have not run on a GPU yet (no GPU was lent
 to the session that wrote them); they run on the CPU in tests/test_gpu_check.py.
 """
 

@@ -8,7 +8,7 @@ Tokenizes every caption as training does (the tokenizer's own special tokens, so
 ``[CLS] caption [SEP]``), without truncation, and prints the number of captions, the longest,
 the 50th / 95th / 99th percentiles, and for each ``--lengths`` value how many captions are
 longer (``train.py`` would cut them; every caption of an item that has several; the run's log says the same per split). This is where the
-README's ``--max-length`` figures come from.
+``--max-length`` figures of docs/training.md come from.
 """
 
 from __future__ import annotations

@@ -11,12 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import data
-from cmh.data import prepare as prepare
-from cmh.utils.errors import UserError
-from tests.data_fixtures import (
+from data_fixtures import (
     LABEL_NAMES,
     annotation_bytes,
     item_ids,
@@ -26,6 +21,11 @@ from tests.data_fixtures import (
     make_tokenizer,
     write,
 )
+from PIL import Image
+
+import data
+from cmh.data import prepare as prepare
+from cmh.utils.errors import UserError
 
 SMALL = ["--n-query", "5", "--n-train", "20", "--n-val", "5"]
 # the real metadata, beside the checkout (../shared) or where IAPR_TC12_META points

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from loss import TERMS, hashing_loss, label_similarity, reference_triplet_weights
-from tests.loss_bruteforce import (
+from loss_bruteforce import (
     brute_force_loss,
     enumerate_triplets,
     iapr_label_sets,
     multi_hot,
     zipf_label_sets,
 )
+
+from loss import TERMS, hashing_loss, label_similarity, reference_triplet_weights
 
 MODES = ("all", "hard", "reference")
 MARGIN = 4.0  # with 16-bit tanh(2 z) codes, roughly half the hinges are active

@@ -1,4 +1,4 @@
-"""The README's fresh-machine commands are what CI runs; the benchmarks still run (tiny sizes)."""
+"""The benchmarks still run (tiny sizes) and fail on a value or target they miss."""
 
 from __future__ import annotations
 
@@ -13,19 +13,6 @@ def load_bench(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_ci_runs_the_readme_commands_verbatim():
-    ci = [
-        line
-        for line in (ROOT / ".ci/run").read_text().splitlines()
-        if line.startswith("python -m venv")
-    ]
-    readme = (ROOT / "README.md").read_text()
-    assert len(ci) == 2
-    assert any("pytest" in line for line in ci) and any("train.py --demo" in line for line in ci)
-    for line in ci:
-        assert f"\n{line}\n" in readme, line
 
 
 def run_bench_loss(argv: list[str]) -> int:

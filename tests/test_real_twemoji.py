@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from twemoji_packages import make_packages
 
 from scripts import real_twemoji
-from tests.test_twemoji import make_packages
 
 TINY = ["--image-model", "resnet18", "--image-weights", "none", "--text-model", "tiny",
         "--image-size", "32", "--random-epochs", "1", "--head-epochs", "2",

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_FLAGS
+from data_fixtures import annotation_bytes, item_ids, jpeg_bytes, list_line, write
 
 import data
 import evaluate
 import train
-from tests.data_fixtures import annotation_bytes, item_ids, jpeg_bytes, list_line, write
 
 
 def main_of(module, argv: list[str]) -> tuple[int, str]:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_fixtures import annotation_bytes, item_ids, make_raw_layout, make_tokenizer, write
 from PIL import Image
 
 import data
 import train
 from cmh.utils.errors import UserError
-from tests.data_fixtures import annotation_bytes, item_ids, make_raw_layout, make_tokenizer, write
 
 SPLIT = ["--n-query", "4", "--n-train", "30", "--n-val", "4"]
 IDS = item_ids(40)

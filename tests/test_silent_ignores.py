@@ -17,6 +17,7 @@ import torch
 import train
 from cmh.config.argument_checks import check_args
 from cmh.data.caches import frozen_features
+from cmh.runs import reuse
 from cmh.utils.errors import UserError
 from scripts import real_captions
 
@@ -147,7 +148,7 @@ def test_real_captions_reuses_only_a_run_with_the_same_arguments(
     (out / "results.json").unlink()  # as if killed after its last checkpoint
     resumed = real_captions.train_and_read(tiny_prepared, out, flags)
     assert resumed["command"] == first["command"] and resumed["map"] == first["map"]
-    attempts = json.loads((out / real_captions.WALL_TIME).read_text())
+    attempts = json.loads((out / reuse.WALL_TIME).read_text())
     assert len(attempts) == 2
     assert resumed["seconds"] == pytest.approx(
         sum(a["end"] - a["start"] for a in attempts), abs=0.1
@@ -158,48 +159,48 @@ def test_real_captions_reuses_only_a_run_with_the_same_arguments(
 def test_run_decision(tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "prepared", "--out", str(out), "--epochs", "3", "--lr", "1e-3"]
-    assert real_captions.run_decision(out, argv) == "fresh"
+    assert reuse.run_decision(out, argv) == "fresh"
     out.mkdir()
     (out / "last.pt").write_bytes(b"")
     with pytest.raises(UserError, match="holds a run without args.json"):
-        real_captions.run_decision(out, argv)
+        reuse.run_decision(out, argv)
     recorded = vars(train.parse_args(argv))
     # where things are and how the run was started are not compared; amp is compared as asked
     recorded.update(
         data="/moved/prepared", given=["out", "resume"], resume=True, amp_requested=True
     )
     (out / "args.json").write_text(json.dumps(recorded))
-    assert real_captions.run_decision(out, [*argv, "--amp"]) == "resume"
+    assert reuse.run_decision(out, [*argv, "--amp"]) == "resume"
     (out / "results.json").write_text("{}")
-    assert real_captions.run_decision(out, [*argv, "--amp"]) == "reuse"
+    assert reuse.run_decision(out, [*argv, "--amp"]) == "reuse"
     with pytest.raises(UserError, match=r"--amp: recorded True, now False"):
-        real_captions.run_decision(out, argv)
+        reuse.run_decision(out, argv)
     with pytest.raises(UserError, match=r"--lr: recorded 0.001, now 0.0001\); delete that folder"):
-        real_captions.run_decision(out, [*argv, "--amp", "--lr", "1e-4"])
+        reuse.run_decision(out, [*argv, "--amp", "--lr", "1e-4"])
     del recorded["pooling"]  # written by a code version without that flag
     (out / "args.json").write_text(json.dumps(recorded))
     with pytest.raises(UserError, match=r"--pooling: not recorded, now 'cls'"):
-        real_captions.run_decision(out, [*argv, "--amp"])
+        reuse.run_decision(out, [*argv, "--amp"])
 
 
 def test_wall_time_adds_up_every_attempt(tmp_path, monkeypatch):
     """A killed attempt counts until the newest file it wrote; the resumed one is added to it; a
     fresh run starts its count again."""
     now = [1000.0]
-    monkeypatch.setattr(real_captions, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(reuse, "time", SimpleNamespace(time=lambda: now[0]))
     out = tmp_path / "run"
-    real_captions.begin_attempt(out, fresh=True)
+    reuse.begin_attempt(out, fresh=True)
     (out / "last.pt").write_bytes(b"")
     os.utime(out / "last.pt", (1030.0, 1030.0))  # killed after this write
     now[0] = 2000.0
-    real_captions.begin_attempt(out, fresh=False)
+    reuse.begin_attempt(out, fresh=False)
     now[0] = 2060.0
-    assert real_captions.end_attempt(out) == pytest.approx(90.0)
+    assert reuse.end_attempt(out) == pytest.approx(90.0)
     assert (out / "wall_seconds.txt").read_text() == "90.0\n"
     now[0] = 3000.0
-    real_captions.begin_attempt(out, fresh=True)
+    reuse.begin_attempt(out, fresh=True)
     now[0] = 3005.0
-    assert real_captions.end_attempt(out) == pytest.approx(5.0)
+    assert reuse.end_attempt(out) == pytest.approx(5.0)
     assert time.time() > 1e9  # the real clock is untouched
 
 
@@ -210,7 +211,7 @@ def test_real_captions_refuses_before_any_training(tmp_path, monkeypatch, capsys
     (tmp_path / "meta" / "items.jsonl").write_text("")
     out, prepared = tmp_path / "out", tmp_path / "out" / "prepared"
     monkeypatch.setattr(real_captions, "prepare_real", lambda meta, work: prepared)
-    monkeypatch.setattr(real_captions.train, "main", lambda argv: pytest.fail("trained"))
+    monkeypatch.setattr(reuse, "run_entry_point", lambda *a: pytest.fail("trained"))
     argv = ["--meta", str(tmp_path / "meta"), "--out", str(out), "--methods", "bow"]
     argv += ["--bits", "16", "32"]
     args = real_captions.parse_args(argv)

@@ -81,7 +81,7 @@ def chance_level(query: np.ndarray, database: np.ndarray) -> float | None:
 
 
 def summarize(prepared: PreparedData, dropped: list[dict], extra: dict) -> dict:
-    """The summary.json content (see the module docstring and the README)."""
+    """The summary.json content (see the module docstring and docs/data.md)."""
     counts = np.array([len(item["labels"]) for item in prepared.items])
     splits = prepared.splits
     chance = {

@@ -24,7 +24,7 @@ class HashHead(nn.Module):
     map folded into the linear layer: the same function class, better conditioned. It matters
     for DCMH's balance term, sum_k (sum_i f_ik)^2 over all n training items: with raw
     non-negative backbone features (ReLU then pooling) its curvature along the input mean is
-    about (b / n) |mean|^2, so that term dominates and the codes collapse (docs/dcmh.md)."""
+    about (b / n) |mean|^2, so that term dominates and the codes collapse (docs/objectives.md)."""
 
     def __init__(self, in_features: int, bits: int, dropout: float = 0.0):
         super().__init__()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from cmh.config import train_flags
+from cmh.runs.run_folder import NOT_RECORDED, argument_differences
 from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.entry_points import run_entry_point
 from cmh.utils.errors import UserError
@@ -22,13 +23,11 @@ def differing_argument(recorded: dict, current: dict) -> str | None:
     """The first of `current` (train.py's parsed arguments) whose value in `recorded` (a run's
     args.json) differs, as "--flag: recorded X, now Y"; None when all agree. The recorded `amp`
     is what ran, so the request (`amp_requested`) is compared where there is one."""
-    recorded = {**recorded, "amp": recorded.get("amp_requested", recorded.get("amp"))}
-    for key in sorted(set(current) - set(NOT_COMPARED)):
+    for key, now, then in argument_differences(current, recorded, set(current) - set(NOT_COMPARED)):
         flag = "--" + key.replace("_", "-")
-        if key not in recorded:
-            return f"{flag}: not recorded, now {current[key]!r}"
-        if recorded[key] != current[key]:
-            return f"{flag}: recorded {recorded[key]!r}, now {current[key]!r}"
+        if then is NOT_RECORDED:
+            return f"{flag}: not recorded, now {now!r}"
+        return f"{flag}: recorded {then!r}, now {now!r}"
     return None
 
 

@@ -122,20 +122,35 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     return type(args).from_dict(merged)
 
 
-def resume_conflicts(args: argparse.Namespace, saved: dict, where: Path) -> list[str]:
+def resume_conflicts(args, saved: dict, where: Path) -> list[str]:
     """For each flag in ``args.given`` (but RESUME_OVERRIDES) whose value is not the run's
-    ``saved`` one as the user would have typed it, "--bits 64 differs from the run's 16 (WHERE)".
-    `amp` is compared with what was asked (`amp_requested`), paths as the folders they name."""
-    typed = {**saved, "amp": saved.get("amp_requested", saved.get("amp"))}
+    ``saved`` one as the user would have typed it, "--bits 64 differs from the run's 16 (WHERE)"."""
+    keys = set(args.given) - set(RESUME_OVERRIDES) - set(RESUME_NOT_COMPARED)
     differing = []
-    for key in sorted(set(args.given) - set(RESUME_OVERRIDES) - set(RESUME_NOT_COMPARED)):
-        value = args.get(key)
+    for key, value, recorded in argument_differences(args.to_dict(), saved, keys):
         shown = _as_typed(key, value)
-        if key not in typed:
+        if recorded is NOT_RECORDED:
             differing.append(f"{shown} is not recorded in the run's {where}")
-        elif not _same(key, value, typed[key]):
-            differing.append(f"{shown} differs from the run's {typed[key]} ({where})")
+        else:
+            differing.append(f"{shown} differs from the run's {recorded} ({where})")
     return differing
+
+
+NOT_RECORDED = object()
+
+
+def argument_differences(current: dict, saved: dict, keys) -> list[tuple[str, object, object]]:
+    """(key, current value, saved value or NOT_RECORDED) for each of ``keys`` whose value differs
+    from a run's saved arguments (args.json): the one comparison --resume and the benchmark
+    scripts' reuse make. The saved `amp` is what ran, so the request (`amp_requested`) is
+    compared where there is one; paths are compared as the folders they name."""
+    asked = saved.get("amp_requested")
+    typed = {**saved, "amp": saved.get("amp") if asked is None else asked}
+    return [
+        (key, current[key], typed.get(key, NOT_RECORDED))
+        for key in sorted(keys)
+        if key not in typed or not _same(key, current[key], typed[key])
+    ]
 
 
 def _as_typed(key: str, value) -> str:

@@ -1,0 +1,178 @@
+"""The README's demo numbers and the retrieval examples of the README and docs/ are what the code
+prints today, and the README's fresh-machine commands are what CI runs.
+
+One ``python train.py --demo`` (doc_demo.demo_run, shared with test_doc_commands.py) is compared
+with the README. The demo repeats exactly on one machine (crops and flips are drawn from seed,
+epoch and item), but other CPU instruction sets round differently, so its mAPs are compared
+within doc_demo.MAP_TOLERANCE; exact equality is demanded only between two runs on this machine
+(training's final evaluation and ``evaluate.py`` on its checkpoint), and the retrieved ids only
+when this machine prints the README's digits exactly (the same kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+
+import pytest
+from doc_demo import (
+    MAP_TOLERANCE,
+    PAGES,
+    README,
+    ROOT,
+    demo_results,
+    demo_run,
+    demo_table,
+    page_name,
+    printed_digits,
+    same_kernels_as_readme,
+    sessions,
+)
+
+import evaluate
+import retrieve
+
+REPO_PLACEHOLDER = "/path/to/repo"  # the README's stand-in for the clone's absolute path
+README_TEXT = README.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_run(tmp_path_factory)
+
+
+def retrieve_sessions() -> list[tuple[str, str, list[str]]]:
+    """(page, command, printed lines) of every ``$ python retrieve.py`` line shown on the demo
+    run (``runs/demo``), README first: its ``index`` builds what the later queries search."""
+    found = []
+    for page in PAGES:
+        for command, printed in sessions(page.read_text(encoding="utf-8")):
+            if command.startswith("python retrieve.py ") and "runs/demo/" in command:
+                found.append((page_name(page), command, printed))
+    return found
+
+
+@pytest.fixture(scope="module")
+def retrieved(demo):
+    """(page, command, the lines the page shows, the lines printed now) of every shown
+    retrieve.py command on the demo run, run once, in order, in the demo's folder."""
+    found = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(demo)
+        for page, command, expected in retrieve_sessions():
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                assert retrieve.main(shlex.split(command)[2:]) == 0, (page, command)
+            out = stdout.getvalue().replace(str(demo.resolve()), REPO_PLACEHOLDER)
+            found.append((page, command, expected, out.rstrip("\n").splitlines()))
+    return found
+
+
+def test_ci_runs_the_readme_commands_verbatim():
+    ci = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line.startswith("python -m venv")
+    ]
+    assert len(ci) == 2
+    assert any("pytest" in line for line in ci) and any("train.py --demo" in line for line in ci)
+    for line in ci:
+        assert f"\n$ {line}\n" in README_TEXT, line
+
+
+def test_the_readme_is_one_page():
+    assert len(README_TEXT.splitlines()) <= 250
+
+
+def test_the_demo_numbers_hold_within_the_isa_tolerance(demo):
+    shown = demo_table(README_TEXT)
+    results = demo_results(demo)
+    assert set(shown) == {"I2T", "T2I"}
+    for direction, (m, tie_avg, chance) in shown.items():
+        d = direction.lower()
+        assert abs(results[f"map_{d}"] - float(m)) <= MAP_TOLERANCE, (direction, results)
+        assert abs(results[f"map_{d}_tie_avg"] - float(tie_avg)) <= MAP_TOLERANCE, direction
+        # chance depends on the labels and the split alone, not on any kernel
+        assert f"{results[f'chance_{d}']:.4f}" == chance, direction
+    row = re.search(
+        r"^\| demo \(generated[^|]*\| 32 \|[^|]*\| (\S+) \| (\S+) \| (\S+) \|", README_TEXT, re.M
+    )
+    assert row is not None, "the Results table has a demo row"
+    assert row.groups() == (shown["I2T"][0], shown["T2I"][0], shown["I2T"][2])
+
+
+def test_the_tolerance_covers_the_spread_the_readme_states():
+    """The README names the other instruction sets' numbers; each is within the tolerance."""
+    shown = demo_table(README_TEXT)
+    section = README_TEXT.split("**The same digits on every run, not on every CPU.**")[1]
+    section = section.split("\n## ")[0]
+    others = re.findall(r"I2T (0\.\d{4}) / T2I (0\.\d{4})", section)
+    assert len(others) >= 2, "the README states the AVX2 run's and the other machine's numbers"
+    for i2t, t2i in others:
+        assert abs(float(i2t) - float(shown["I2T"][0])) <= MAP_TOLERANCE
+        assert abs(float(t2i) - float(shown["T2I"][0])) <= MAP_TOLERANCE
+    assert f"within **{MAP_TOLERANCE:g}**" in section
+
+
+def test_evaluate_prints_what_training_printed_on_this_machine(demo, capsys):
+    """Two runs on one machine, exactly: the README's evaluate.py command rebuilds the model
+    from best.pt alone and prints the numbers training printed, to the last digit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(demo)
+        assert evaluate.main(["--checkpoint", "runs/demo/best.pt"]) == 0
+    again = json.loads((demo / "runs/demo/eval/results.json").read_text())
+    first = demo_results(demo)
+    for key in ("map_i2t", "map_t2i", "map_i2t_tie_avg", "map_t2i_tie_avg", "chance_i2t"):
+        assert again[key] == first[key], key
+    assert "I2T" in capsys.readouterr().out
+
+
+def test_the_retrieval_examples_run_and_show_the_demo_data(retrieved):
+    """Every shown retrieve.py command runs on the demo; what does not depend on the CPU's
+    kernels (the query line, the header, the number of rows) is compared on any machine."""
+    kinds = [shlex.split(command)[2] for _, command, _, _ in retrieved]
+    assert kinds.count("index") == 1 and kinds.count("query") >= 2, kinds
+    for page, command, expected, printed in retrieved:
+        assert len(printed) == len(expected), (page, command, printed)
+        if shlex.split(command)[2] == "query":
+            assert printed[0] == expected[0], (page, command)  # the query and the database
+            assert printed[1] == expected[1], (page, command)  # the header
+
+
+def test_the_retrieval_examples_are_what_retrieve_prints(demo, retrieved):
+    """The retrieved ids, distances and captions, exactly, on a machine with the kernels that
+    printed the README's demo digits (otherwise the ids differ as the mAPs do)."""
+    if not same_kernels_as_readme(demo):
+        pytest.skip(
+            "this machine's demo printed "
+            f"{printed_digits(demo_results(demo))}, not the README's {demo_table(README_TEXT)} "
+            "(other CPU kernels): the retrieved ids are compared only where the digits match"
+        )
+    for page, command, expected, printed in retrieved:
+        assert printed == expected, (page, command)
+
+
+def test_the_results_table_points_at_its_numbers():
+    """Each number of the README's results table is on the page its row links to (the README
+    itself for the demo), so the summary cannot drift from the details."""
+    table = README_TEXT.split("\n## Results\n")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "](" in line]
+    assert len(rows) >= 6
+    for row in rows:
+        target = re.search(r"\]\(([^)#]*)(#[^)]*)?\)", row.split("|")[-2]).group(1)
+        text = README_TEXT if not target else (ROOT / target).read_text(encoding="utf-8")
+        for number in re.findall(r"\d\.\d{4}(?: ± \d\.\d{4})?", row):
+            elsewhere = text.replace(row, "") if not target else text
+            assert number in elsewhere, (number, target or "README.md", row[:60])
+
+
+def test_the_session_parser_reads_commands_and_their_output():
+    text = "```\n$ python retrieve.py a\none\ntwo\n$ ls \\\n  -l\nx\n$ python retrieve.py b\n```\n"
+    assert sessions(text) == [
+        ("python retrieve.py a", ["one", "two"]),
+        ("ls -l", ["x"]),
+        ("python retrieve.py b", []),
+    ]
