@@ -32,12 +32,12 @@ torch reports back are printed in the header, in each fp32 row's label and in th
 own defaults, which train.py leaves alone, are a mix: convolutions TF32, matmuls float32.)
 
 --tiny (automatic without CUDA): image 32, a 2-layer width-64 BERT, batches 4 and 8, 2 timed
-steps, 100 items in the loop, evaluation 50 x 300; for tests/test_gpu_check.py. Without CUDA
+steps, 100 items in the loop, evaluation 50 x 300; for tests/bench/test_gpu_check.py. Without CUDA
 the static rows run uncaptured ("static, not captured"): their times say nothing about graphs.
 
 Status: the eager step rows ran on one NVIDIA H200 (torch 2.11.0+cu130, 16 CPUs) on 2026-11-28
 (docs/gpu.md; measured rows in docs/benchmarks.md). The graph, concurrency and loop rows have not run on a GPU yet (no GPU was lent
-to the session that wrote them); they run on the CPU in tests/test_gpu_check.py.
+to the session that wrote them); they run on the CPU in tests/bench/test_gpu_check.py.
 """
 
 from __future__ import annotations

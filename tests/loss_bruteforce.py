@@ -3,7 +3,7 @@
 The reference enumerates triplets with explicit Python loops over items, straight from the
 definitions in loss.py's docstrings, then evaluates each listed triplet with direct differences
 (no masks, no matmul distances). It is slow on purpose: keep it obviously correct. Used by
-tests/test_loss.py and bench/bench_loss.py (the only copy).
+tests/objectives/test_loss.py and bench/bench_loss.py (the only copy).
 """
 
 from __future__ import annotations

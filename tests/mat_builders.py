@@ -2,7 +2,7 @@
 
 MATLAB v7.3 (HDF5 with the MATLAB header block, axes reversed, ``MATLAB_class`` attributes, cells
 as object references), plain h5py files written from Python (axes as stored) and v5 files
-(scipy.io.savemat). Used by tests/test_mat_files.py and tests/test_mat_prepare.py.
+(scipy.io.savemat). Used by tests/data/test_mat_files.py and tests/data/test_mat_prepare.py.
 """
 
 from __future__ import annotations

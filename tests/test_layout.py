@@ -217,3 +217,18 @@ def test_library_code_never_reads_the_argparse_namespace():
         if "getattr(args" in line
     ]
     assert offenders == []
+
+
+def test_tests_mirror_the_package():
+    """Every test module sits in a folder named after a sub-package of cmh/ (or docs, scripts,
+    bench); only the layout test itself stays at tests/."""
+    folders = {p.name for p in (REPO / "cmh").iterdir() if (p / "__init__.py").is_file()}
+    folders |= {"docs", "scripts", "bench"}
+    misplaced = [
+        str(p.relative_to(REPO))
+        for p in (REPO / "tests").rglob("test_*.py")
+        if p.parent.name not in folders and p.name != "test_layout.py"
+    ]
+    assert misplaced == []
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test file names must be unique (pytest rootdir mode)"

@@ -8,7 +8,7 @@ buffers and replays the recording: one launch from Python per step.
 What stays the same as the eager loop (cmh.engine.loop.train_one_epoch):
 
 - the arithmetic: the same modules, loss and optimizer run the same kernels on the same batches;
-  only Adam's step counter lives on the device (``capturable=True``). tests/test_graph_step.py
+  only Adam's step counter lives on the device (``capturable=True``). tests/engine/test_graph_step.py
   checks losses and weights against the eager loop (on the CPU the step runs uncaptured on the
   static buffers, see below; on a GPU the captured graph, when one is present);
 - the start: capture needs a few warm-up steps (cuBLAS / cuDNN workspaces, the optimizer's

@@ -47,7 +47,7 @@ FULL_DEMO = (
     "a whole demo training (1-2 min idle, far more on a shared machine); the demo itself is run"
 )
 BENCH = (
-    "a timing benchmark (minutes); tests/test_readme_and_bench.py runs the benchmarks at tiny sizes"
+    "a timing benchmark (minutes); tests/bench/test_benches.py runs the benchmarks at tiny sizes"
 )
 BENCH_META = (
     "a timing benchmark on the real IAPR TC-12 labels (iapr-tc12-meta, not on this machine)"

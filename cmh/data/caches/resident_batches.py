@@ -10,7 +10,7 @@ token ids of every training caption padded to --max-length with their attention 
 labels. No worker, no host-to-device copy of pixels per step: a batch is an index gather, the
 crop and flip one more gather (cmh.data.caches.uint8_cache.gpu_transform), all on the device.
 
-The same batches as the --image-cache loader (tests/test_resident_batches.py): the order is the
+The same batches as the --image-cache loader (tests/data/test_resident_batches.py): the order is the
 loader's (a DistributedSampler of one process, shuffled by (seed, epoch)), crops and flips are
 drawn from torch's default CPU generator in the loader path's order, and an item with several
 captions trains on the one drawn from (seed, epoch, item) as cmh.data.dataset.HashingDataset draws it.

@@ -19,7 +19,7 @@ How the cached path differs from the JPEG path (cmh.data.dataset.HashingDataset)
   offsets are uniform over all valid positions and the flip has probability 1/2 in both paths.
 - evaluation: JPEG resizes once, original -> S x S (PIL bilinear, antialiased, rounded to uint8);
   the cache resizes twice, original -> Sc x Sc (PIL, uint8) -> S x S (torch bilinear, antialiased,
-  float, no rounding). tests/test_image_cache.py bounds the difference on generated images.
+  float, no rounding). tests/data/test_image_cache.py bounds the difference on generated images.
 Checkpoints are the same either way; evaluate.py (a checkpoint alone) always uses the JPEG path.
 """
 

@@ -71,7 +71,7 @@ def test_bench_batchnorm_drift(tiny_prepared, tmp_path, tiny_flags, capsys):
     assert train.main([*common, "--out", str(tmp_path / "a")]) == 0
     start = ["--init-from", str(tmp_path / "a" / "best.pt")]
     assert train.main([*common, "--out", str(tmp_path / "b"), *start]) == 0
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_batchnorm_drift.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_batchnorm_drift.py"
     spec = importlib.util.spec_from_file_location("bench_batchnorm_drift", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -30,7 +30,7 @@ from cmh.utils.errors import UserError
 SMALL = ["--n-query", "5", "--n-train", "20", "--n-val", "5"]
 # the real metadata, beside the checkout (../shared) or where IAPR_TC12_META points
 META = Path(
-    os.environ.get("IAPR_TC12_META", Path(__file__).resolve().parents[2] / "shared/iapr-tc12-meta")
+    os.environ.get("IAPR_TC12_META", Path(__file__).resolve().parents[3] / "shared/iapr-tc12-meta")
 )
 
 
@@ -488,7 +488,7 @@ def test_demo_output_is_read_by_prepare(tmp_path: Path) -> None:
 
 
 def load_layout_script():
-    path = Path(__file__).resolve().parent.parent / "scripts/layout_real_meta.py"
+    path = Path(__file__).resolve().parents[2] / "scripts/layout_real_meta.py"
     spec = importlib.util.spec_from_file_location("layout_real_meta", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

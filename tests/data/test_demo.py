@@ -21,7 +21,7 @@ from cmh.data.sources import demo_captions, demo_kinds, demo_scenes
 from cmh.data.sources import demo_generator as demo
 from cmh.utils.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _files(root: Path) -> dict[str, bytes]:

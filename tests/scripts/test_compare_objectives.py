@@ -11,7 +11,7 @@ import pytest
 
 from scripts import objective_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "scripts/compare_objectives.sh")
 
 

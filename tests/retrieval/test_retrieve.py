@@ -397,7 +397,7 @@ def test_index_output_refusals(run, tmp_path, capsys):
 def test_bench_retrieve_runs(capsys):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_retrieve.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_retrieve.py"
     spec = importlib.util.spec_from_file_location("bench_retrieve", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -28,7 +28,7 @@ from conftest import TINY_FLAGS
 import train
 from cmh.runs.checkpoints import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 3
 # two persistent loader workers: their augmentation must not restart on resume
 FLAGS = [*TINY_FLAGS, "--epochs", str(EPOCHS), "--eval-every", str(EPOCHS), "--device", "cpu",

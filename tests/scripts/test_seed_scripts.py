@@ -16,7 +16,7 @@ import pytest
 
 from scripts import compare_recipes, seed_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
 
 FAKE_TRAIN = """

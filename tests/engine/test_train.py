@@ -196,7 +196,7 @@ def test_run_all_bits_script(tiny_prepared, tmp_path, tiny_flags):
         for i, f in enumerate(tiny_flags)
         if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
     ]
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     cmd = [
         "bash",
