@@ -31,7 +31,8 @@ from cmh.data.bag_of_words import build_vocab
 from cmh.data.caches import image_array
 from cmh.data.image_transforms import image_decodes
 from cmh.data.prepared_folder import PreparedData
-from cmh.data.sources import iapr_lists, iapr_raw, twemoji
+from cmh.data.sources import iapr_lists, iapr_raw, mat_prepare, twemoji  # noqa: F401  (mat_prepare, twemoji register themselves)
+from cmh.data.sources.registry import DataSource, flag, register_source, select_source
 from cmh.data.splits import check_splits, lists_splits, make_splits
 from cmh.evaluation import hamming_metrics
 from cmh.utils.errors import UserError
@@ -191,60 +192,11 @@ def _relpath(path: Path, out: Path) -> str:
 
 
 # =========================================================================== prepare
-RAW_FLAGS = {
-    "iapr_root": "--iapr-root",
-    "saiapr_root": "--saiapr-root",
-    "saiapr_wlist": "--saiapr-wlist",
-    "n_query": "--n-query",
-    "n_train": "--n-train",
-}
-LISTS_FLAGS = {
-    "lists": "--lists",
-    "images": "--images",
-    "annotations": "--annotations",
-    "label_names": "--label-names",
-    "bow_columns": "--bow-columns",
-    "label_columns": "--label-columns",
-}
-
-
-MAT_FLAGS = {"format": "--format", "dataset": "--dataset", "protocol": "--protocol"}
-SHARED_WITH_MAT = ("n_query", "n_train", "images")  # --images: the --format clip image folder
-
-
-def input_mode(args: argparse.Namespace) -> str:
-    """Return "twemoji", "mat", "raw" or "lists" from the flags given; UserError on a mix or a
-    missing flag."""
-    if args.get("twemoji") is not None or args.get("emojilib") is not None:
-        others = {"mat": "--mat", **RAW_FLAGS, **LISTS_FLAGS, **MAT_FLAGS}
-        twemoji.check_flags(args, {a: f for a, f in others.items() if a not in twemoji.FLAGS})
-        return "twemoji"
-    if args.get("mat") is not None:
-        flags = {**RAW_FLAGS, **LISTS_FLAGS}
-        given = [f for a, f in flags.items() if args.get(a) is not None]
-        mixed = [f for f in given if f.lstrip("-").replace("-", "_") not in SHARED_WITH_MAT]
-        if mixed:
-            raise UserError(
-                f"--mat and {mixed[0]} do not go together: --mat reads a whole benchmark set; "
-                "raw and lists input have flags of their own"
-            )
-        return "mat"
-    mat_only = [f for a, f in MAT_FLAGS.items() if args.get(a) is not None]
-    if mat_only:
-        raise UserError(f"{mat_only[0]} goes with --mat (a .mat benchmark set); add --mat PATH")
-    raw = [f for a, f in RAW_FLAGS.items() if args.get(a) is not None]
-    lists = [f for a, f in LISTS_FLAGS.items() if args.get(a) is not None]
-    if raw and lists:
-        raise UserError(f"{raw[0]} (raw input) and {lists[0]} (lists input) do not go together")
-    required = ("--iapr-root", "--saiapr-root") if raw else ("--lists", "--images", "--annotations")
-    if not raw and not lists:
-        raise UserError(
-            "give --iapr-root and --saiapr-root (raw) or --lists/--images/--annotations"
-        )
-    missing = [f for f in required if f not in raw + lists]
+def _require(args, given_first: str, required: tuple[str, ...]) -> None:
+    """UserError naming the flags an input cannot do without, after the first of its flags given."""
+    missing = [flag(d) for d in required if args.get(d) is None]
     if missing:
-        raise UserError(f"{(raw + lists)[0]} also needs {' and '.join(missing)}")
-    return "raw" if raw else "lists"
+        raise UserError(f"{flag(given_first)} also needs {' and '.join(missing)}")
 
 
 def _label_columns(args: argparse.Namespace, mode: str, kept: list[dict], wlist: dict) -> list:
@@ -286,34 +238,36 @@ def _read_input(args: argparse.Namespace, mode: str) -> tuple[list[dict], dict, 
     if mode == "raw":
         items, wlist = iapr_raw.read_raw_layout(args.iapr_root, args.saiapr_root, args.saiapr_wlist)
         return items, wlist, {}
-    for flag, value in (
+    for name, value in (
         ("--bow-columns", args.bow_columns),
         ("--label-columns", args.label_columns),
     ):
         if value < 1:
-            raise UserError(f"{flag} must be >= 1, got {value}")
+            raise UserError(f"{name} must be >= 1, got {value}")
     items, given = iapr_lists.read_lists_layout(
         args.lists, args.images, args.annotations, args.bow_columns, args.label_columns
     )
     return items, {}, given
 
 
-def prepare(args: argparse.Namespace) -> dict:
-    """Read the input named by ``args``, drop unusable items, split, write ``args.out``.
-
-    Returns the summary dict (also written as summary.json and printed).
-    """
-    mode = input_mode(args)
+def prepare(args) -> dict:
+    """Read the input the flags name (cmh.data.sources.registry), drop unusable items, split,
+    write ``args.out``. Returns the summary dict (also written as summary.json and printed)."""
+    source = select_source(args)
     if args.vocab_size < 1:
         raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
-    if mode == "twemoji":
-        return _prepare_staged(args, twemoji)
+    if source.prepare is not None:
+        return source.prepare(args)
+    return _prepare_staged(args, source)
+
+
+def _prepare_items(args, mode: str) -> dict:
+    """The raw layout or the lists: every item read, checked and dropped here, then split."""
+    first = next(d for d in (*RAW.selects, *LISTS.selects) if args.get(d) is not None)
+    _require(args, first, ("iapr_root", "saiapr_root") if mode == "raw" else
+             ("lists", "images", "annotations"))  # fmt: skip
     if args.n_val is None:
         args.n_val = 1000
-    if mode == "mat":
-        from cmh.data.sources import mat_prepare  # h5py and scipy: only this input needs them
-
-        return _prepare_staged(args, mat_prepare)
     defaults = {"n_query": 2000, "n_train": 10000, "bow_columns": iapr_lists.LISTS_BOW_COLUMNS,
                 "label_columns": iapr_lists.LISTS_LABEL_COLUMNS}  # fmt: skip
     for name, value in defaults.items():
@@ -336,10 +290,10 @@ def prepare(args: argparse.Namespace) -> dict:
     return _write_prepared(args, kept, dropped, label_names, splits, bow_width, extra)
 
 
-def _prepare_staged(args: argparse.Namespace, source) -> dict:
-    """--mat and --twemoji: ``source`` (:mod:`cmh.data.sources.mat_prepare`, :mod:`cmh.data.sources.twemoji`) reads,
-    checks, drops and splits the set (``plan``), and copies the images it holds into the staging
-    folder (``stage_images``); the rest is written as for every input."""
+def _prepare_staged(args, source) -> dict:
+    """A source read whole (--mat, --twemoji): its ``plan`` reads, checks, drops and splits the
+    set, its ``stage_images`` copies the images it holds into the staging folder; the rest is
+    written as for every input."""
     check_out(args.out, args.overwrite)
     planned = source.plan(args)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -387,3 +341,16 @@ def _write_prepared(
     write_atomic(args.out, files, args.overwrite, staged)
     print(format_summary(summary, args.out))
     return summary
+
+
+# The inputs this module reads itself (the sets read whole register in their own modules).
+RAW = register_source(DataSource(
+    "raw", "the raw IAPR TC-12 + SAIAPR TC-12 archives",
+    selects=("iapr_root", "saiapr_root", "saiapr_wlist", "n_query", "n_train"),
+    prepare=lambda args: _prepare_items(args, "raw"), order=30,
+))  # fmt: skip
+LISTS = register_source(DataSource(
+    "lists", "the preprocessed iapr_train / iapr_test / iapr_retrieval lists",
+    selects=("lists", "images", "annotations", "label_names", "bow_columns", "label_columns"),
+    prepare=lambda args: _prepare_items(args, "lists"), order=40,
+))  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 from cmh.config.typed import from_namespace
 from cmh.data import prepare as prepare_step
 from cmh.data.published_splits import DATASETS, PROTOCOLS
+from cmh.data.sources.registry import flag, registered_sources
 from cmh.utils.cli import Parser
 from cmh.utils.errors import UserError
 
@@ -55,15 +56,8 @@ def add_twemoji_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_args(argv: list[str] | None = None):
-    """The ``prepare`` or ``demo`` command as its typed configuration (cmh.config.typed: a
-    PrepareConfig or DemoConfig, one field per flag of that command, and ``command``)."""
-    parser = Parser(description=DESCRIPTION, prog="data.py")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "prepare",
-        help="read raw IAPR/SAIAPR files, iapr_* lists, a .mat set or Twemoji, write --out",
-    )
+def add_prepare_flags(p: argparse.ArgumentParser) -> None:
+    """``prepare``: every input's flags and the ones all inputs share."""
     add_mat_flags(p)
     add_twemoji_flags(p)
     a = p.add_argument
@@ -109,6 +103,21 @@ def parse_args(argv: list[str] | None = None):
     )
     a("--strict", action="store_true", help="fail on the first item that would be dropped")
     a("--overwrite", action="store_true", help="replace a prepared dataset already in --out")
+
+
+def parse_args(argv: list[str] | None = None):
+    """The ``prepare`` or ``demo`` command as its typed configuration (cmh.config.typed: a
+    PrepareConfig or DemoConfig, one field per flag of that command, and ``command``)."""
+    parser = Parser(description=DESCRIPTION, prog="data.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "prepare",
+        help="read raw IAPR/SAIAPR files, iapr_* lists, a .mat set or Twemoji, write --out",
+        description="The input is named by its flags; the registered data sources "
+        "(cmh/data/sources/registry.py): "
+        + "; ".join(f"{s.name} ({flag(s.selects[0])}): {s.summary}" for s in registered_sources()),
+    )
+    add_prepare_flags(p)
     d = sub.add_parser("demo", help="write a synthetic dataset to --out and prepare it")
     d.add_argument("--out", type=Path, required=True, help="output folder")
     d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")

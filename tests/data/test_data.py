@@ -191,7 +191,9 @@ def test_bad_roots(tmp_path: Path, capsys) -> None:
     (tmp_path / "raw/saiapr_tc-12/wlist.txt").unlink()
     assert_error(tmp_path, capsys, match="wlist.txt not found (set --saiapr-wlist PATH)")
     assert data.main(["prepare", "--out", str(tmp_path / "o")]) == 2
-    assert "give --iapr-root and --saiapr-root" in capsys.readouterr().err
+    assert "give the input to prepare: --twemoji (twemoji) or --mat (mat) or --iapr-root (raw)" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(("case", "match"), [

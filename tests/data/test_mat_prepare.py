@@ -354,7 +354,7 @@ def test_bad_input_exit_2_with_its_message(tmp_path: Path, capsys, case: str) ->
 
 def test_format_flag_without_mat(tmp_path: Path, capsys) -> None:
     assert prepare(tmp_path / "p", "--format", "dcmh", "--iapr-root", tmp_path) == 2
-    assert "--format goes with --mat" in capsys.readouterr().err
+    assert "--iapr-root and --format do not go together" in capsys.readouterr().err
 
 
 def test_clip_missing_images_counted_strict_refuses(tmp_path: Path, capsys) -> None:

@@ -1,5 +1,7 @@
 """cmh.data.sources: the inputs ``data.py prepare`` reads, and the generated demo.
 
+    registry        data sources by name: the flags that name each input, and how it is read
+
     iapr_raw        the raw IAPR TC-12 annotations and SAIAPR labels, and their folder layout
     iapr_lists      the preprocessed iapr_train / iapr_test / iapr_retrieval lists
     mat_files       MATLAB .mat containers (v5 and v7.3), read the same way

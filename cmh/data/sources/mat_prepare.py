@@ -33,6 +33,7 @@ from cmh.data.caches import image_array
 from cmh.data.image_transforms import image_decodes
 from cmh.data.published_splits import check_dataset, split_sizes
 from cmh.data.sources.mat_sets import MatImages, MatSet, read_clip, read_dcmh
+from cmh.data.sources.registry import DataSource, register_source
 from cmh.data.splits import make_splits
 from cmh.utils.errors import UserError
 
@@ -171,6 +172,8 @@ def _split(args: argparse.Namespace, ids: list[int]) -> dict[str, list[int]]:
 def plan(args: argparse.Namespace) -> MatPlan:
     """Read, check, drop and split the ``--mat`` set (nothing is written)."""
     check_flags(args)
+    if args.n_val is None:
+        args.n_val = 1000
     mat_set = _read(args)
     reasons = _drop_reasons(args, mat_set)
     if args.strict and reasons:
@@ -235,3 +238,10 @@ def stage_images(planned: MatPlan, folder: Path) -> tuple[str, ...]:
         item["image"] = {"array": meta["file"], "row": row}
     planned.extra["image_array"] = meta
     return (meta["file"], image_array.meta_path(Path(meta["file"])).name)
+
+
+MAT = register_source(DataSource(
+    "mat", "a benchmark set in MATLAB .mat files (DCMH's or the CLIP toolboxes')",
+    selects=("mat",), accepts=("format", "dataset", "protocol", "n_query", "n_train", "images"),
+    plan=plan, stage_images=stage_images, order=20,
+))  # fmt: skip

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from cmh.data.caches import image_array
+from cmh.data.sources.registry import DataSource, register_source
 from cmh.data.splits import make_splits
 from cmh.utils.errors import UserError
 
@@ -214,17 +215,9 @@ def load_pixels(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
 
 
 # =========================================================================== prepare
-def check_flags(args: argparse.Namespace, other_inputs: dict[str, str]) -> None:
-    """UserError when --twemoji and --emojilib do not come together, or come with a flag of
-    another input (``other_inputs``: {args attribute: flag})."""
-    ours = "--twemoji" if args.twemoji is not None else "--emojilib"
-    mixed = [f for a, f in other_inputs.items() if args.get(a) is not None]
-    if mixed:
-        raise UserError(
-            f"{ours} and {mixed[0]} do not go together: --twemoji/--emojilib read the two npm "
-            f"packages; {mixed[0]} belongs to another input (only --n-query/--n-train/--n-val/"
-            "--seed are shared)"
-        )
+def check_flags(args) -> None:
+    """UserError when --twemoji and --emojilib do not come together (another input's flags are
+    refused by cmh.data.sources.registry.select_source)."""
     if args.twemoji is None:
         raise UserError(
             "--emojilib goes with --twemoji DIR (the unpacked emoji-datasource-twitter package)"
@@ -307,7 +300,7 @@ def _split(args: argparse.Namespace, ids: list[int], given: set[str]) -> dict[st
 def plan(args: argparse.Namespace) -> TwemojiPlan:
     """Read and check both packages, build the items, drop unusable ones and split (nothing is
     written; the images wait in memory for :func:`stage_images`)."""
-    check_flags(args, {})
+    check_flags(args)
     given = {k for k in DEFAULT_SPLIT if args.get(k) is not None}
     for key, value in DEFAULT_SPLIT.items():
         if key not in given:
@@ -355,3 +348,10 @@ def stage_images(planned: TwemojiPlan, folder: Path) -> tuple[str, ...]:
         item["image"] = {"array": meta["file"], "row": row}
     planned.extra["image_array"] = meta
     return (meta["file"], image_array.meta_path(Path(meta["file"])).name)
+
+
+TWEMOJI = register_source(DataSource(
+    "twemoji", "Twemoji images with emojilib keywords, two npm packages",
+    selects=("twemoji", "emojilib"), accepts=("n_query", "n_train"),
+    plan=plan, stage_images=stage_images, order=10,
+))  # fmt: skip
