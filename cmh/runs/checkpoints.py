@@ -31,8 +31,8 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """
     path = Path(path)
     try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
     except OSError as e:
         raise UserError(
             f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint, "

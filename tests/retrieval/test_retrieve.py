@@ -66,14 +66,11 @@ def run(learned_run, learn_prepared, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoded(run):
-    """evaluate.encode of the query and database splits (the codes evaluate.py ranks)."""
-    from cmh.models.hashers import load_model
-    from cmh.runs.checkpoints import load_checkpoint
-    from data import load_prepared
+    """The codes evaluate.py ranks: its checkpoint-to-codes path on the query and database."""
+    from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
 
-    model, tokenizer, cfg = load_model(load_checkpoint(run["ckpt"]), torch.device("cpu"))
-    data = load_prepared(run["data"])
-    return {s: retrieve.encode_items(model, tokenizer, cfg, data, s) for s in ("query", "database")}
+    loaded = load_for_evaluation(run["ckpt"], run["data"], "cpu")
+    return encode_splits(loaded, ("query", "database"))
 
 
 def query(run, capsys, *argv) -> tuple[int, str, str]:
