@@ -39,7 +39,7 @@ def load_aggregates(out: Path) -> dict[str, dict]:
     """{sweep folder name: cmh.evaluation.seed_table.aggregate of its finished runs}; a sweep without a
     finished run is named on stderr and left out."""
     from cmh.evaluation.seed_table import aggregate
-    from scripts.seed_results import load_sweep
+    from cmh.runs.sweeps import load_sweep
 
     aggs = {}
     for name in RECIPES:

@@ -182,6 +182,7 @@ def test_no_entry_point_is_imported_by_another_module():
     an entry point to call its main(argv)."""
     files = [*REPO.glob("*.py"), *script_files(), *(REPO / "cmh").rglob("*.py")]
     entry = {p.stem for p in files if is_entry_point(p)}
+    entry |= {f"{p.parent.name}.{p.stem}" for p in script_files() if is_entry_point(p)}
     offenders = {
         str(p.relative_to(REPO)): sorted(imported_modules(p) & entry)
         for p in files
@@ -192,6 +193,7 @@ def test_no_entry_point_is_imported_by_another_module():
 
 def test_the_entry_point_check_sees_an_import():
     assert imported_modules_of("import train\n") & ENTRY_POINTS == {"train"}
+    assert "scripts.seed_results" in imported_modules_of("def f():\n    from scripts.seed_results import x\n")
     assert imported_modules_of("def f():\n    from evaluate import x\n") & ENTRY_POINTS == {
         "evaluate"
     }
