@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,13 @@ def learned_run(learn_prepared, tmp_path_factory) -> Path:
     assert train.main(["--data", str(learn_prepared), "--out", str(out), *LEARN_FLAGS]) == 0
     assert_learned(out)
     return out
+
+
+# torch.compile's CPU code and the eager kernels agree to ~1e-6 on this machine, but not with the
+# eager kernels forced to another instruction set: measured on an AVX-512 CPU forced to AVX2,
+# epoch 1's T->I term was 7.228 compiled vs 5.959 eager. Tests comparing the two skip there.
+FORCED_ISA = bool(os.environ.get("ATEN_CPU_CAPABILITY") or os.environ.get("ONEDNN_MAX_CPU_ISA"))
+skip_compile_if_forced_isa = pytest.mark.skipif(
+    FORCED_ISA, reason="CPU kernels forced to another instruction set: torch.compile's code and "
+    "the eager kernels disagree there (AVX2 forced on AVX-512: 7.228 vs 5.959 at epoch 1)",
+)

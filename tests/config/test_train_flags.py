@@ -13,10 +13,10 @@ import copy
 import inspect
 import json
 import math
-import os
 
 import pytest
 import torch
+from conftest import skip_compile_if_forced_isa
 from torch import nn
 
 import loss
@@ -258,12 +258,7 @@ def test_text_dropout_zero_removes_dropout_from_the_text_encoder(
 
 
 @pytest.mark.slow  # ~20-40 s on 2 busy CPU cores: feature extraction, an eager and a compiled run
-@pytest.mark.skipif(
-    any(os.environ.get(v) for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")),
-    reason="with the CPU kernels forced to another instruction set, torch.compile's code and the "
-    "eager kernels disagree (measured on an AVX-512 CPU forced to AVX2: epoch 1's T->I term "
-    "7.228 compiled vs 5.959 eager; 1e-6 relative without the variables)",
-)
+@skip_compile_if_forced_isa
 def test_compile_compiles_the_training_forward_and_trains_the_same(
     tiny_prepared, tmp_path, monkeypatch
 ):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import skip_compile_if_forced_isa
 
 import evaluate
 import retrieve
@@ -299,6 +300,7 @@ def test_text_only_mode(learn_prepared, tmp_path):
 
 
 @pytest.mark.slow
+@skip_compile_if_forced_isa
 def test_compile_gives_the_same_training(tiny_prepared, tmp_path, tiny_flags):
     """--compile (torch.compile of the training forward) on the hash layers of frozen-feature mode:
     the same per-epoch losses as eager mode, to float round-off."""
