@@ -181,18 +181,20 @@ def _loss_flags(a) -> None:
     )
 
 
-def _text_tower_name(name: str) -> str:
-    try:
-        return get_tower("text", name, "--text-encoder").name
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--text-encoder ")) from e
+def _registered(flag: str, lookup):
+    """An argparse type: a name ``lookup`` finds, else argparse's error with its message."""
+
+    def name_of(name: str) -> str:
+        try:
+            return lookup(name).name
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag} ")) from e
+
+    return name_of
 
 
-def _objective_name(name: str) -> str:
-    try:
-        return get_objective(name).name
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--objective ")) from e
+_text_tower_name = _registered("--text-encoder", lambda n: get_tower("text", n, "--text-encoder"))
+_objective_name = _registered("--objective", get_objective)
 
 
 def _optimisation_flags(a) -> None:

@@ -16,12 +16,11 @@ one dict per model, so two towers cut from one pretrained model (CLIP) load it o
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cmh.utils.errors import UserError
+from cmh.utils.errors import UserError, did_you_mean
 
 MODALITIES = ("image", "text")
 DEFAULT_IMAGE_TOWER = "torchvision"  # a bare --image-model name is a torchvision builder
@@ -71,10 +70,9 @@ def get_tower(modality: str, name: str, flag: str) -> Tower:
     registered names otherwise."""
     if name not in _TOWERS[modality]:
         known = tower_names(modality)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise UserError(
-            f"{flag} {name!r}: no {modality} tower of that name is registered{hint}; "
+            f"{flag} {name!r}: no {modality} tower of that name is registered"
+            f"{did_you_mean(name, known)}; "
             f"registered: {', '.join(known)}"
         )
     return _TOWERS[modality][name]

@@ -14,12 +14,11 @@ name is refused with the closest ones.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmh.utils.errors import UserError
+from cmh.utils.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,4 @@ def get_objective(name: str) -> Objective:
 
 def unknown_name(flag: str, name: str, known: list[str]) -> str:
     """The one message for a name no registry holds: the closest names, then all of them."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return f"{flag} {name!r} is not registered{hint}; registered: {', '.join(known)}"
+    return f"{flag} {name!r} is not registered{did_you_mean(name, known)}; registered: {', '.join(known)}"

@@ -5,6 +5,14 @@ value); entry points catch it, print the message and exit non-zero. Anything
 else is a bug and keeps its traceback.
 """
 
+import difflib
+
 
 class UserError(Exception):
     """Bad input; the message names what to fix (file and line, flag, value)."""
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """" (did you mean A or B?)" for the registered names closest to ``name``, or ""."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
