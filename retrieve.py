@@ -284,7 +284,7 @@ def main(argv=None) -> int:
                 f"{meta['kind']}, {'+'.join(meta['modalities'])}) from {meta['checkpoint']} "
                 f"(epoch {meta['epoch']}) into {args.out}\n"
                 f'next: python retrieve.py query --index {args.out} --text "a few words" '
-                f"--html {Path(args.out) / 'results.html'}"
+                f"--html {Path(args.out).parent / 'results.html'}"
             )
             return 0
         info, rows, index = run_query(args)

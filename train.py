@@ -31,16 +31,20 @@ from cmh.models.hashers import check_pretrained
 from cmh.runs.checkpoints import load_checkpoint
 from cmh.runs.run_folder import (
     check_new_run,
+    finished_run,
     record_failure,
     resolve_amp,
     resumed_args,
     setup_logging,
+    stopped_message,
     where_it_went,
 )
 from cmh.utils import progress
 from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.devices import resolve_device
 from cmh.utils.errors import UserError
+from cmh.utils.folder_lock import writing_folder
+from cmh.utils.interrupts import Interrupted, stop_on_signals
 
 log = logging.getLogger("train")
 
@@ -67,6 +71,7 @@ def final_evaluation(run: Run, model) -> dict:
         margin=run.args.margin,
         n_query=len(enc["query"]["labels"]),
         n_database=len(enc["database"]["labels"]),
+        epochs=run.args.epochs,  # what --resume compares to say the run is finished
         **seed_protocol(run.out),  # --query-every: the queries-selected numbers, beside ours
     )
     write_text_atomic(run.out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -101,15 +106,26 @@ def check_processes(args: argparse.Namespace, dist) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args)
+        if finished_run(args):
+            print(finished_run(args))
+            return 0
     check_args(args)
     out = Path(args.out)
     check_new_run(out, args.resume)
-    if not args.resume:  # both towers' pretrained models, before any work
-        check_pretrained(model_config(args))
     dist, device = torchrun.init(resolve_device(args.device))
     check_processes(args, dist)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    if not dist.is_main:
+        return train(args, out, dist, device)
+    # one writer per run folder; a start refused for bad input leaves no folder behind
+    with writing_folder(out, "a training run", done_when="last.pt"):
+        check_new_run(out, args.resume)  # again, now that no other process can start one here
+        return train(args, out, dist, device)
+
+
+def train(args: argparse.Namespace, out: Path, dist, device) -> int:
+    """Data, model, the epochs and the final evaluation, in the (locked) run folder ``out``."""
+    if not args.resume:  # both towers' pretrained models, before any work
+        check_pretrained(model_config(args))
     setup_logging(out if dist.is_main else None)
     reset_truncation_reports()
     resolve_amp(args, device, dist.is_main)
@@ -125,15 +141,13 @@ def run(args: argparse.Namespace) -> int:
     log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s", data.root, sizes,
              cfg.bits, cfg.image_encoder, cfg.text_encoder, cfg.text_model, device)  # fmt: skip
     try:
-        fit(run, model, optimizer, start)
+        with stop_on_signals():
+            fit(run, model, optimizer, start)
+    except Interrupted as e:
+        log.error("%s", stopped_message(out, e.name, "interrupted"))
+        return e.exit_status
     except FloatingPointError as e:
-        last = out / "last.pt"
-        kept = (
-            f"The last good checkpoint is {last}"
-            if last.is_file()
-            else "no checkpoint was written (the first epoch did not complete)"
-        )
-        log.error("stopped: %s. %s", e, kept)
+        log.error("%s", stopped_message(out, str(e), "stopped"))
         return 1
     except torch.OutOfMemoryError as e:
         raise UserError(

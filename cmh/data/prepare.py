@@ -36,6 +36,7 @@ from cmh.data.sources.registry import DataSource, flag, register_source, select_
 from cmh.data.splits import check_splits, lists_splits, make_splits
 from cmh.evaluation import hamming_metrics
 from cmh.utils.errors import UserError
+from cmh.utils.folder_lock import writing_folder
 
 
 # =========================================================================== dropping
@@ -256,9 +257,13 @@ def prepare(args) -> dict:
     source = select_source(args)
     if args.vocab_size < 1:
         raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
-    if source.prepare is not None:
-        return source.prepare(args)
-    return _prepare_staged(args, source)
+    check_out(args.out, args.overwrite)
+    # one writer per folder; a refused start leaves no folder behind (cmh.utils.folder_lock)
+    with writing_folder(args.out, "a prepare", done_when="summary.json"):
+        check_out(args.out, args.overwrite)  # again, now that no other prepare can write here
+        if source.prepare is not None:
+            return source.prepare(args)
+        return _prepare_staged(args, source)
 
 
 def _prepare_items(args, mode: str) -> dict:

@@ -13,6 +13,7 @@ from cmh.data.published_splits import DATASETS, PROTOCOLS
 from cmh.data.sources.registry import flag, registered_sources
 from cmh.utils.cli import Parser
 from cmh.utils.errors import UserError
+from cmh.utils.folder_lock import file_lock
 
 DESCRIPTION = "The data side of cross-modal hashing on IAPR TC-12: prepare a dataset once, then read it."
 
@@ -150,10 +151,14 @@ def ensure_demo(demo_dir: str | Path) -> Path:
     """The prepared demo dataset in ``demo_dir/prepared``, generated and prepared once
     (``python data.py demo --out demo_dir``); later calls reuse it."""
     root = Path(demo_dir)
-    if not (root / "prepared" / "summary.json").is_file():
-        logging.getLogger("train").info("generating the demo dataset in %s (once)", root)
-        try:
-            run_demo(parse_args(["demo", "--out", str(root)]))
-        except UserError as e:
-            raise UserError(f"could not build the demo dataset in {root}: {e}") from e
+    if (root / "prepared" / "summary.json").is_file():
+        return root / "prepared"
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / ".demo.lock"):  # runs started together: one generates, the others wait
+        if not (root / "prepared" / "summary.json").is_file():
+            logging.getLogger("train").info("generating the demo dataset in %s (once)", root)
+            try:
+                run_demo(parse_args(["demo", "--out", str(root)]))
+            except UserError as e:
+                raise UserError(f"could not build the demo dataset in {root}: {e}") from e
     return root / "prepared"

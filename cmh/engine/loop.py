@@ -42,6 +42,7 @@ from cmh.runs.checkpoints import save_checkpoint
 from cmh.runs.run_folder import write_jsonl
 from cmh.utils import progress
 from cmh.utils.errors import UserError
+from cmh.utils.interrupts import signals_held
 
 log = logging.getLogger("train")
 
@@ -339,21 +340,27 @@ def set_learning_rates(optimizer, args, epoch: int) -> None:
 def checkpoint_epoch(run: Run, model, optimizer, record: dict, best: float, best_epoch):
     """best.pt when the validation score improved (first best on ties), the metrics line, then
     last.pt; returns the new (best, best_epoch)."""
-    epoch, out = record["epoch"], run.out
     state = {
         "model": model.state_dict(),
         "model_config": run.cfg.to_dict(),
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
+        "epoch": record["epoch"],
         "args": vars(run.args),
         "rng": rng_state(),
     }
     if run.objective_state is not None:  # e.g. DCMH's F, G, B: --resume continues exactly
         state[run.objective.name] = run.objective_state.state_dict()
+    with signals_held():  # Ctrl-C / SIGTERM wait for the epoch's files to be written whole
+        return _write_epoch(run, state, record, best, best_epoch)
+
+
+def _write_epoch(run: Run, state: dict, record: dict, best: float, best_epoch):
+    """checkpoint_epoch's files."""
+    out = run.out
     if "val_map_t2t" in record or "val_map_i2t" in record:
         score = selection_score(record)
         if score > best:
-            best, best_epoch = score, epoch
+            best, best_epoch = score, record["epoch"]
             # best.pt is for evaluation: no optimizer state (half the size); resume uses last.pt
             weights = {k: v for k, v in state.items() if k not in ("optimizer", run.objective.name)}
             save_checkpoint({**weights, "best": best, "best_epoch": best_epoch}, out / "best.pt")
@@ -373,9 +380,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
         torchrun.broadcast_module(dist, model, parameters=True)
     else:
         trained = DistributedDataParallel(model) if dist.enabled else model
-    if getattr(
-        args, "compile", False
-    ):  # the training forward only; evaluation and checkpoints use `model` itself
+    if args.compile:  # the training forward only; evaluation and checkpoints use `model` itself
         trained = torch.compile(trained)
     best, best_epoch, graph = start["best"], start["best_epoch"], {}
     epochs = range(start["epoch"] + 1, args.epochs + 1)

@@ -4,8 +4,8 @@ Codes are packed 8 bits a byte (bit set for +1, zero padding to whole bytes) int
 IndexBinaryFlat (exact), IndexBinaryHNSW or IndexBinaryIVF (approximate). :func:`search`
 returns evaluate.py's ranking: by Hamming distance, ties by database position (FAISS itself
 does not order equal distances; see its docstring). An index folder holds ``image.faiss``,
-``text.faiss``, ``codes.npz``, ``items.json`` and ``meta.json``, written under a temporary
-name and renamed (:func:`write_index_dir`), read back by :func:`load_index`.
+``text.faiss``, ``codes.npz``, ``items.json`` and ``meta.json``, each written whole by one
+writer at a time, meta.json last (:func:`write_index_dir`), read back by :func:`load_index`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,9 @@ import faiss
 import numpy as np
 import torch
 
+from cmh.utils.atomic_io import atomic_path, write_text_atomic
 from cmh.utils.errors import UserError
+from cmh.utils.folder_lock import writing_folder
 
 MODALITIES = ("image", "text")
 KINDS = ("flat", "hnsw", "ivf")
@@ -112,41 +113,53 @@ def fingerprint(state: dict) -> str:
     return h.hexdigest()
 
 
+INDEX_FILES = ("meta.json", "codes.npz", "items.json", *(f"{m}.faiss" for m in ("image", "text")))
+
+
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that holds anything but an index, or an index without --overwrite."""
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        if not (out / "meta.json").is_file():
-            raise UserError(f"--out {out} holds files that are not an index; choose another")
-        if not overwrite:
-            raise UserError(f"--out {out} already holds an index; pass --overwrite to replace it")
+    """Refuse an --out that holds an index without --overwrite, or anything this tool did not
+    write (named: --overwrite replaces the index's own files, never a file of yours)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        n for n in os.listdir(out) if n not in INDEX_FILES and not n.startswith(".")
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(
+            f"--out {out} holds what an index does not: {shown}. Move it out of the folder, "
+            "or choose another --out"
+        )
+    if (out / "meta.json").is_file() and not overwrite:
+        raise UserError(f"--out {out} already holds an index; pass --overwrite to replace it")
 
 
 def write_index_dir(out: Path, encoded: dict, data, meta: dict, overwrite: bool) -> None:
-    """Build and write the faiss indexes, codes, items and meta to a temporary folder, then rename
-    it to `out` (an existing index there is replaced only with `overwrite`)."""
-    check_out(out, overwrite)
-    tmp, old = (out.parent / f".{out.name}.{tag}-{os.getpid()}" for tag in ("tmp", "old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    """Build the faiss indexes and write them, the codes, items and meta into `out` under its
+    one-writer lock (an index already there is replaced only with `overwrite`). Each file is
+    written whole (atomic_path); meta.json, which makes the folder an index, goes first and
+    comes back last."""
+    with writing_folder(out, "an index build", done_when="meta.json"):
+        check_out(out, overwrite)  # again, now that no other build can write here
         packed = {m: pack_codes(encoded[m]) for m in meta["modalities"]}
-        for m, codes in packed.items():
-            index = build_index(codes, meta["kind"], meta["params"])
-            faiss.write_index_binary(index, str(tmp / f"{m}.faiss"))
-        np.savez(tmp / "codes.npz", **packed)
         items = [data.items[row] for row in data.rows([int(i) for i in encoded["ids"]])]
         fields = {"ids": "id", "captions": "caption", "labels": "labels"}
         table = {key: [it[field] for it in items] for key, field in fields.items()}
         table["images"] = [str(data.image_path(it).resolve()) for it in items]
         table["label_names"] = list(data.label_names)
-        (tmp / "items.json").write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (out / "meta.json").unlink(missing_ok=True)
+        for name in INDEX_FILES[1:]:  # an earlier index's other modality
+            (out / name).unlink(missing_ok=True)
+        for m, codes in packed.items():
+            index = build_index(codes, meta["kind"], meta["params"])
+            with atomic_path(out / f"{m}.faiss") as tmp:
+                faiss.write_index_binary(index, str(tmp))
+        with atomic_path(out / "codes.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **packed)
+        write_text_atomic(out / "items.json", json.dumps(table, ensure_ascii=False))
+        write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
 
 
 @dataclass

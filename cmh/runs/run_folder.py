@@ -31,6 +31,52 @@ def check_new_run(out: Path, resume: bool) -> None:
         )
 
 
+def last_epoch(out: Path) -> int | None:
+    """The epoch ``out/last.pt`` holds (read from metrics.jsonl, whose line for an epoch is
+    written with its last.pt, not from the checkpoint); None before the first checkpoint."""
+    if not (out / "last.pt").is_file():
+        return None
+    epochs = []
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        try:
+            epochs.append(int(json.loads(line)["epoch"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return max(epochs, default=None)
+
+
+def stopped_message(out: Path, why: str, verb: str) -> str:
+    """The last words of a run that stopped early: which epoch its checkpoint holds and the
+    exact command that goes on from there."""
+    epoch = last_epoch(out)
+    if epoch is None:
+        return (
+            f"{verb} ({why}) before the first epoch ended: no checkpoint was written; "
+            "run the same command again to start over"
+        )
+    return (
+        f"{verb} ({why}); {out / 'last.pt'} holds epoch {epoch}. "
+        f"Go on with: python train.py --resume --out {out}"
+    )
+
+
+def finished_run(args) -> str | None:
+    """For --resume of a run that has trained its --epochs and written results.json: what to
+    do instead (None when there is training left)."""
+    out = Path(args.out)
+    try:
+        done = json.loads((out / "results.json").read_text())["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no final results (or from a version that did not record its epochs)
+    if args.epochs > done:
+        return None
+    return (
+        f"{out} is finished: it trained its {done} epochs and holds its results "
+        f"({out / 'results.json'}). Evaluate it with python evaluate.py --checkpoint "
+        f"{out / 'best.pt'}, or train on with --resume --epochs N (N > {done})"
+    )
+
+
 def write_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -184,7 +230,7 @@ def where_it_went(out: Path, best_epoch: int | None, demo: bool = False, given=(
     """The run folder, its files and the next commands (printed at the end of a run); for the
     demo also how to run it again (the exact command when only --demo, --out and --progress
     were given)."""
-    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     again = ""
     if demo and set(given) <= {"demo", "out", "progress"}:
         again = f"; again: python train.py --demo --out {out}-2"

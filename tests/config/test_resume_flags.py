@@ -51,6 +51,17 @@ def test_resume_refuses_a_changed_flag(first_run, capsys, changed, named):
     assert after == before  # nothing trained, nothing rewritten
 
 
+@pytest.mark.parametrize("flag", ["--data", "--feature-cache"])
+def test_resume_refuses_another_folder(first_run, tiny_prepared, tmp_path, capsys, flag):
+    """Path flags are compared as the folders they name: another folder is refused (the same
+    folder written otherwise is accepted: test_resume_accepts_more_epochs_and_equal_flags)."""
+    other = tmp_path / "elsewhere"
+    shutil.copytree(tiny_prepared, other)  # a folder that exists and holds the same data
+    assert train.main(["--out", str(first_run), "--resume", "--epochs", "2", flag, str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --resume: {flag} {other} " in err and "differs from the run's" in err
+
+
 def test_resume_names_every_changed_flag(first_run, capsys):
     argv = ["--out", str(first_run), "--resume", "--bits", "64", "--margin", "3", "--lr", "5e-2"]
     assert train.main(argv) == 2

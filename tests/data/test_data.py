@@ -91,6 +91,27 @@ def test_raw_prepare_writes_the_contract(tmp_path: Path, capsys) -> None:
     assert "prepared 40 items" in printed and "chance level" in printed
 
 
+def test_label_columns_when_an_unused_label_sits_in_the_middle(tmp_path: Path) -> None:
+    """SAIAPR id 11 ("man", the third of six) used by no item: the columns are the other five in
+    id order, and every item's labels point at its own names."""
+    make_raw_layout(tmp_path / "raw")
+    saiapr = tmp_path / "raw/saiapr_tc-12"
+    named = {}  # item id -> its label names, from the raw segments that remain
+    for labels in saiapr.glob("*/labels.txt"):
+        rows = [r for r in labels.read_text().splitlines() if r.split()[2] != "11"]
+        labels.write_text("\n".join(rows) + "\n")
+        for r in rows:
+            item, _, label = r.split()
+            named.setdefault(int(item), set()).add(LABEL_NAMES[int(label)])
+    assert run_prepare(tmp_path, *SMALL) == 0
+    out = tmp_path / "prep"
+    names = (out / "labels.txt").read_text().splitlines()
+    assert names == ["sky-blue", "tree", "woman", "house", "car"]
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        assert {names[c] for c in item["labels"]} == named[item["id"]]
+
+
 def test_prepared_data_api(prepared: data.PreparedData) -> None:
     ids = prepared.splits["query"]
     matrix = prepared.label_matrix(ids[::-1])

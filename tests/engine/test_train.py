@@ -186,39 +186,6 @@ def test_evaluate_refuses_other_labels(finished_run, tmp_path, capsys):
     assert "do not match the checkpoint" in capsys.readouterr().err
 
 
-def test_run_all_bits_script(tiny_prepared, tmp_path, tiny_flags):
-    """scripts/run_all_bits.sh: three code lengths with scaled margins, then the markdown table."""
-    import os
-    import subprocess
-    import sys
-
-    flags = [
-        f
-        for i, f in enumerate(tiny_flags)
-        if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
-    ]
-    root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    cmd = [
-        "bash",
-        str(root / "scripts/run_all_bits.sh"),
-        str(tmp_path / "all"),
-        "--data",
-        str(tiny_prepared),
-        *flags,
-        "--epochs",
-        "1",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    for bits, margin in ((16, 6.0), (32, 12.0), (64, 24.0)):
-        results = json.loads((tmp_path / "all" / f"bits{bits}" / "results.json").read_text())
-        assert (results["bits"], results["margin"]) == (bits, margin)
-    table = (tmp_path / "all" / "results.md").read_text().splitlines()
-    assert table[0].startswith("| bits | margin | I2T | T2I |")
-    assert [row.split("|")[1].strip() for row in table[2:]] == ["16", "32", "64"]
-
-
 def test_out_of_memory_names_the_batch_size(
     tiny_prepared, tmp_path, tiny_flags, monkeypatch, capsys
 ):

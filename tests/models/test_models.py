@@ -57,6 +57,23 @@ def test_output_shapes_and_ranges(bits):
     assert bow_model(batch_for(tokenizer))["text"].shape == (3, bits)
 
 
+@pytest.mark.parametrize("text_encoder", ["bert", "bow"])
+def test_linear_heads_stay_linear(text_encoder):
+    """head_activation "none" (the DCMH objective): every tower's head is its linear layer alone,
+    in both towers, so outputs scale with their inputs and leave (-1, 1)."""
+    torch.manual_seed(0)
+    extra = {"bow_dim": 30, "bow_hidden": 64} if text_encoder == "bow" else {}
+    cfg = tiny_config(head_activation="none", text_encoder=text_encoder, **extra)
+    model, _ = models.build_model(cfg, CAPTIONS)
+    model.eval()
+    heads = {name: tower.head for name, tower in (("image", model.image), ("text", model.text))}
+    for name, head in heads.items():
+        x = torch.randn(4, head.linear.in_features)
+        bias = head.linear.bias
+        assert torch.allclose(head(5 * x) - bias, 5 * (head(x) - bias), atol=1e-5), name
+        assert head(50 * x).abs().max() > 1, name
+
+
 def test_mean_pooling_ignores_padding():
     torch.manual_seed(0)
     model, tokenizer = models.build_model(tiny_config(pooling="mean"), CAPTIONS)

@@ -1,6 +1,7 @@
 """scripts/run_all_bits.sh --parallel N with the real train.py on the tiny fixture: several
 trainings at once (each its own process, run folder and console log) give exactly the results
-of the same trainings one after the other, also with --cuda-graphs --resident-data."""
+of the same trainings one after the other, also with --cuda-graphs --resident-data; the margins
+scale with the code length and results.md has a row per code length."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ def _sweep(out: Path, parallel: int, data: Path, flags: list[str]) -> dict:
     done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = {}
-    for bits in (16, 32, 64):
+    for bits, margin in ((16, 6.0), (32, 12.0), (64, 24.0)):  # margins scaled with the bits
         r = json.loads((out / f"bits{bits}" / "results.json").read_text())
-        assert r["bits"] == bits
+        assert (r["bits"], r["margin"]) == (bits, margin)
         results[bits] = {k: v for k, v in r.items() if k.startswith("map_")}
     return results
 
@@ -57,3 +58,6 @@ def test_parallel_runs_equal_sequential_runs(tiny_prepared, tmp_path, tiny_flags
     table = {n: (tmp_path / n / "results.md").read_text().replace(str(tmp_path / n), "RUNS")
              for n in ("p1", "p3")}  # fmt: skip
     assert table["p3"] == table["p1"]
+    rows = table["p1"].splitlines()
+    assert rows[0].startswith("| bits | margin | I2T | T2I |")
+    assert [row.split("|")[1].strip() for row in rows[2:]] == ["16", "32", "64"]

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from cmh.evaluation.encoding import encode
 from cmh.utils import progress
 from cmh.utils.atomic_io import atomic_path
+from cmh.utils.folder_lock import file_lock
 
 log = logging.getLogger("train")
 
@@ -132,15 +133,18 @@ def load_or_extract(
     amp: extract under bf16 autocast (what the run itself uses); part of the cache key.
     """
     path = cache_file(model, data.root, cache_dir, amp)
-    if path.is_file():
-        log.info("frozen features: using the cache %s", path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    log.info("frozen features: extracting once into %s", path)
-    features = extract(model, make_loader_for_all(), device, amp)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(features, tmp)
-    return features
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # shared on purpose: runs started together extract once; the others wait, then read it
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            if not path.is_file():
+                log.info("frozen features: extracting once into %s", path)
+                features = extract(model, make_loader_for_all(), device, amp)
+                with atomic_path(path) as tmp:
+                    torch.save(features, tmp)
+                return features
+    log.info("frozen features: using the cache %s", path)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class FeatureDataset(Dataset):
