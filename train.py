@@ -32,11 +32,11 @@ from cmh.runs.checkpoints import load_checkpoint
 from cmh.runs.run_folder import (
     check_new_run,
     finished_run,
+    interrupted_message,
     record_failure,
     resolve_amp,
     resumed_args,
     setup_logging,
-    stopped_message,
     where_it_went,
 )
 from cmh.utils import progress
@@ -144,10 +144,16 @@ def train(args: argparse.Namespace, out: Path, dist, device) -> int:
         with stop_on_signals():
             fit(run, model, optimizer, start)
     except Interrupted as e:
-        log.error("%s", stopped_message(out, e.name, "interrupted"))
+        log.error("%s", interrupted_message(out, e.name))
         return e.exit_status
     except FloatingPointError as e:
-        log.error("%s", stopped_message(out, str(e), "stopped"))
+        last = out / "last.pt"
+        kept = (
+            f"The last good checkpoint is {last}"
+            if last.is_file()
+            else "no checkpoint was written (the first epoch did not complete)"
+        )
+        log.error("stopped: %s. %s", e, kept)
         return 1
     except torch.OutOfMemoryError as e:
         raise UserError(

@@ -32,7 +32,8 @@ then every run.
 
 Selection is on the validation items only. Writes OUT/results.md and OUT/results.json (the
 summary, then every method x bits x seed: both directions, both tie policies, chance level, wall
-time, command) and, for the frozen 32-bit model of the first seed, OUT/index (retrieve.py) with OUT/queries/*.html: a few text queries whose pages
+time, command) and, for the frozen 32-bit model of the first seed (without 32 in --bits: the
+longest code), OUT/index (retrieve.py) with OUT/queries/*.html: a few text queries whose pages
 show the emoji retrieved (images inlined, so the pages can be opened anywhere). Run folders are
 reused or resumed as scripts/real_captions.py does (only with the same arguments).
 """
@@ -304,8 +305,9 @@ def main(argv=None) -> int:
     text = f"{summary_table(groups)}\n\nEvery run:\n\n{table(rows)}\n"
     (args.out / "results.md").write_text(text)
     print(text, end="")
-    if ("frozen", 32, args.seeds[0]) in plan:
-        best = run_folder(args.out, "frozen", 32, args.seeds[0]) / "best.pt"
+    shown = 32 if 32 in args.bits else max(args.bits)  # the pages' code length
+    if ("frozen", shown, args.seeds[0]) in plan:
+        best = run_folder(args.out, "frozen", shown, args.seeds[0]) / "best.pt"
         for page in query_pages(best, args.out):
             print(f"wrote {page}")
     return 0

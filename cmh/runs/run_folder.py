@@ -32,30 +32,23 @@ def check_new_run(out: Path, resume: bool) -> None:
 
 
 def last_epoch(out: Path) -> int | None:
-    """The epoch ``out/last.pt`` holds (read from metrics.jsonl, whose line for an epoch is
-    written with its last.pt, not from the checkpoint); None before the first checkpoint."""
+    """The epoch ``out/last.pt`` holds; None before the first checkpoint."""
     if not (out / "last.pt").is_file():
         return None
-    epochs = []
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        try:
-            epochs.append(int(json.loads(line)["epoch"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return max(epochs, default=None)
+    return int(torch.load(out / "last.pt", map_location="cpu", weights_only=True)["epoch"])
 
 
-def stopped_message(out: Path, why: str, verb: str) -> str:
-    """The last words of a run that stopped early: which epoch its checkpoint holds and the
+def interrupted_message(out: Path, signal_name: str) -> str:
+    """The last words of a run stopped by a signal: which epoch its checkpoint holds and the
     exact command that goes on from there."""
     epoch = last_epoch(out)
     if epoch is None:
         return (
-            f"{verb} ({why}) before the first epoch ended: no checkpoint was written; "
-            "run the same command again to start over"
+            f"interrupted ({signal_name}) before the first epoch ended: no checkpoint was "
+            "written; run the same command again to start over"
         )
     return (
-        f"{verb} ({why}); {out / 'last.pt'} holds epoch {epoch}. "
+        f"interrupted ({signal_name}); {out / 'last.pt'} holds epoch {epoch}. "
         f"Go on with: python train.py --resume --out {out}"
     )
 

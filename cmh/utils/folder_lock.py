@@ -39,6 +39,22 @@ except ImportError:  # pragma: no cover - Windows
 
 LOCK_NAME = ".writer.lock"
 UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+_HELD: set[int] = set()  # this process's lock file descriptors
+
+
+def _drop_in_child() -> None:
+    """A forked child (a data-loader worker) closes its copies of the lock descriptors: a flock
+    lives as long as any process holds the open file, so a worker outliving a killed trainer for
+    a moment would otherwise keep the folder locked. (exec closes them anyway: os.open's
+    descriptors are not inheritable.)"""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def holder_text() -> str:
@@ -84,6 +100,7 @@ def file_lock(path: str | Path, wait: bool = True, what: str = "") -> Iterator[N
         yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    _HELD.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -100,6 +117,7 @@ def file_lock(path: str | Path, wait: bool = True, what: str = "") -> Iterator[N
         os.pwrite(fd, holder_text().encode(), 0)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # releases the lock
 
 
@@ -117,10 +135,11 @@ def is_own_file(name: str) -> bool:
 
 @contextmanager
 def writing_folder(folder: str | Path, what: str, done_when: str) -> Iterator[Path]:
-    """Create ``folder`` if needed and hold its one-writer lock for the block. A start refused for
-    bad input (a UserError) before ``done_when`` exists there (the file that says the folder holds
-    a result: last.pt, summary.json, meta.json) takes back what this process added: the files it
-    made, and the folder when it made it. A folder that another writer holds is left alone."""
+    """Create ``folder`` if needed and hold its one-writer lock for the block. A start that ends
+    in an exception (bad input, a crash) before ``done_when`` exists there (the file that says the
+    folder holds a result: last.pt, summary.json, meta.json) takes back what this process added:
+    the files it made, and the folder when it made it. A folder that another writer holds is left
+    alone."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder")
@@ -130,7 +149,7 @@ def writing_folder(folder: str | Path, what: str, done_when: str) -> Iterator[Pa
         before = set(os.listdir(folder)) - {LOCK_NAME}
         try:
             yield folder
-        except UserError:
+        except BaseException:  # a refusal, a crash, Ctrl-C: the state before this start is kept
             if not (folder / done_when).exists():
                 _take_back(folder, before, made)
             raise

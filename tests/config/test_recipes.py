@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from learning import assert_diverse
 from PIL import Image
 
 import data
@@ -197,12 +198,14 @@ def test_caption_markers_give_the_reference_token_ids(tiny_prepared):
             assert ids[0] == literal and cut == 0
 
 
+@pytest.mark.compares
 @pytest.mark.slow
-def test_seed_recipe_run_records_and_evaluate_applies_it(tiny_prepared, tiny_flags, tmp_path):
+def test_seed_recipe_run_records_and_evaluate_applies_it(tiny_prepared, compare_flags, tmp_path):
     out = tmp_path / "run"
-    argv = ["--data", str(tiny_prepared), "--out", str(out), *tiny_flags, "--recipe", "seed",
+    argv = ["--data", str(tiny_prepared), "--out", str(out), *compare_flags, "--recipe", "seed",
             "--epochs", "2", "--query-every", "1", "--max-length", "0"]  # fmt: skip
     assert train.main(argv) == 0
+    assert_diverse(out)
     state = torch.load(out / "best.pt", weights_only=True)
     cfg = state["model_config"]
     assert (cfg["image_norm"], cfg["image_framing"]) == ("cifar10", "squash")

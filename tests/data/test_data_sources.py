@@ -19,7 +19,7 @@ def toy_source(monkeypatch):
 
     def prepare(config):
         calls.append(config)
-        config.out.mkdir(parents=True)
+        config.out.mkdir(parents=True, exist_ok=True)  # made (and locked) by prepare
         (config.out / "toy.json").write_text(json.dumps({"seed": config.seed}))
         return {"items": 0}
 

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from learning import assert_diverse
 
 import train
 from cmh.engine import run_setup
@@ -158,14 +159,16 @@ def _train(tiny_prepared, out, tiny_flags, *extra) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.compares
 @pytest.mark.slow
 def test_train_py_with_cuda_graphs_and_resident_data_equals_eager(
-    tiny_prepared, tmp_path, tiny_flags
+    tiny_prepared, tmp_path, compare_flags
 ):
-    eager = _train(tiny_prepared, tmp_path / "eager", tiny_flags)
-    graphs = _train(tiny_prepared, tmp_path / "graphs", tiny_flags, "--cuda-graphs")
-    resident = _train(tiny_prepared, tmp_path / "res", tiny_flags, "--resident-data")
-    both = _train(tiny_prepared, tmp_path / "both", tiny_flags, "--cuda-graphs", "--resident-data")
+    eager = _train(tiny_prepared, tmp_path / "eager", compare_flags)
+    assert_diverse(tmp_path / "eager")
+    graphs = _train(tiny_prepared, tmp_path / "graphs", compare_flags, "--cuda-graphs")
+    resident = _train(tiny_prepared, tmp_path / "res", compare_flags, "--resident-data")
+    both = _train(tiny_prepared, tmp_path / "both", compare_flags, "--cuda-graphs", "--resident-data")
     keys = ("loss", "i2t", "t2i", "val_map_i2t", "val_map_t2i")
     # the resident batches are the loader's batches: the same numbers, bit for bit
     assert [[r[k] for k in keys] for r in resident] == [[r[k] for k in keys] for r in eager]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import skip_compile_if_forced_isa
+from learning import assert_diverse
 
 import evaluate
 import retrieve
@@ -62,6 +63,7 @@ def test_checkpoints_load_safely(finished_run):
     assert "optimizer" not in best
 
 
+@pytest.mark.compares
 def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
     assert (
         evaluate.main(["--checkpoint", str(finished_run / "best.pt"), "--out", str(tmp_path)]) == 0
@@ -74,13 +76,15 @@ def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
     assert "I2T" in capsys.readouterr().out
 
 
+@pytest.mark.compares
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, tiny_flags, workers):
+def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, compare_flags, workers):
     """Augmentation is drawn from (seed, epoch, item), so loader workers (persistent ones, whose
     RNG would restart on resume) change nothing: 3 epochs == 1 epoch + --resume to 3."""
     full, part = tmp_path / "full", tmp_path / "part"
-    flags = [*tiny_flags, "--num-workers", str(workers)]
+    flags = [*compare_flags, "--num-workers", str(workers)]
     assert run_train(tiny_prepared, full, flags, "--epochs", "3") == 0
+    assert_diverse(full)  # a comparison of codes, not constants
     assert run_train(tiny_prepared, part, flags, "--epochs", "1") == 0
     assert train.main(["--out", str(part), "--resume", "--epochs", "3"]) == 0
     a = torch.load(full / "last.pt", weights_only=True)
@@ -266,13 +270,14 @@ def test_text_only_mode(learn_prepared, tmp_path):
     assert ours["map_t2t"] == results["map_t2t"]
 
 
+@pytest.mark.compares
 @pytest.mark.slow
 @skip_compile_if_forced_isa
-def test_compile_gives_the_same_training(tiny_prepared, tmp_path, tiny_flags):
+def test_compile_gives_the_same_training(tiny_prepared, tmp_path, compare_flags):
     """--compile (torch.compile of the training forward) on the hash layers of frozen-feature mode:
     the same per-epoch losses as eager mode, to float round-off."""
     flags = [
-        *tiny_flags,
+        *compare_flags,
         "--freeze-backbones",
         "--feature-cache",
         str(tmp_path / "f"),
@@ -280,6 +285,7 @@ def test_compile_gives_the_same_training(tiny_prepared, tmp_path, tiny_flags):
         "2",
     ]
     assert run_train(tiny_prepared, tmp_path / "eager", flags) == 0
+    assert_diverse(tmp_path / "eager")
     assert run_train(tiny_prepared, tmp_path / "compiled", flags, "--compile") == 0
     losses = [
         [json.loads(x)["loss"] for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]

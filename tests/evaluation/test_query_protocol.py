@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
+from learning import assert_diverse
 
 import train
 from cmh.evaluation.reference_protocol import seed_protocol
 
 
-def test_query_every_leaves_training_untouched(tiny_prepared, tiny_flags, tmp_path):
-    flags = ["--data", str(tiny_prepared), *tiny_flags, "--pooling", "mean", "--epochs", "3"]
+@pytest.mark.compares
+def test_query_every_leaves_training_untouched(tiny_prepared, compare_flags, tmp_path):
+    flags = ["--data", str(tiny_prepared), *compare_flags, "--pooling", "mean", "--epochs", "3"]
     assert train.main([*flags, "--out", str(tmp_path / "plain")]) == 0
+    assert_diverse(tmp_path / "plain")
     assert train.main([*flags, "--out", str(tmp_path / "q"), "--query-every", "1"]) == 0
     for name in ("last.pt", "best.pt"):
         a, b = (torch.load(tmp_path / r / name, weights_only=True) for r in ("plain", "q"))

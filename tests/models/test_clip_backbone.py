@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from learning import assert_diverse
+
 import evaluate
 import train
 from cmh.engine import run_setup
@@ -14,8 +17,9 @@ def clip_flags(tiny_flags: list[str]) -> list[str]:
     return [*tiny_flags, "--backbone", "clip", "--clip-model", "tiny", "--epochs", "1"]
 
 
+@pytest.mark.compares
 def test_tiny_clip_trains_and_evaluates_from_the_checkpoint(
-    tiny_prepared, tiny_flags, tmp_path, capsys
+    tiny_prepared, compare_flags, tmp_path, capsys
 ):
     out = tmp_path / "clip"
     argv = [
@@ -23,11 +27,12 @@ def test_tiny_clip_trains_and_evaluates_from_the_checkpoint(
         str(tiny_prepared),
         "--out",
         str(out),
-        *clip_flags(tiny_flags),
+        *clip_flags(compare_flags),
         "--head-dropout",
         "0.2",
     ]
     assert train.main(argv) == 0
+    assert_diverse(out)
     args = json.loads((out / "args.json").read_text())
     assert (args["backbone"], args["image_norm"], args["head_dropout"]) == ("clip", "clip", 0.2)
     results = json.loads((out / "results.json").read_text())
@@ -38,18 +43,22 @@ def test_tiny_clip_trains_and_evaluates_from_the_checkpoint(
         assert f"{d.upper()}         {results[f'map_{d}']:.4f}" in printed
 
 
-def test_tiny_clip_in_frozen_feature_mode(tiny_prepared, tiny_flags, tmp_path, capsys, caplog):
+@pytest.mark.compares
+def test_tiny_clip_in_frozen_feature_mode(tiny_prepared, compare_flags, tmp_path, capsys, caplog):
     out = tmp_path / "frozen"
-    argv = ["--data", str(tiny_prepared), "--out", str(out), *clip_flags(tiny_flags),
+    argv = ["--data", str(tiny_prepared), "--out", str(out), *clip_flags(compare_flags),
             "--freeze-backbones", "--feature-cache", str(tmp_path / "features")]  # fmt: skip
     assert train.main(argv) == 0
+    assert_diverse(out)
     assert len(list((tmp_path / "features").glob("features-*.pt"))) == 1
     results = json.loads((out / "results.json").read_text())
     capsys.readouterr()
     with caplog.at_level("INFO", logger="evaluate"):
         assert evaluate.main(["--checkpoint", str(out / "best.pt"), "--no-progress"]) == 0
     assert "encoding from the feature cache" in caplog.text
-    assert f"I2T         {results['map_i2t']:.4f}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    for d in ("i2t", "t2i"):
+        assert f"{d.upper()}         {results[f'map_{d}']:.4f}" in printed
 
 
 def test_per_tower_rates_and_the_text_limit():

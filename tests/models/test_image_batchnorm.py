@@ -3,7 +3,9 @@ while the rest of the model trains (their scale and shift still learn)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from learning import assert_diverse
 from torch import nn
 
 import train
@@ -61,16 +63,18 @@ def test_train_py_records_and_applies_it(tiny_prepared, tmp_path, tiny_flags):
     assert any(not torch.equal(w, torch.ones_like(w)) for w in weights)  # scale trained
 
 
-def test_bench_batchnorm_drift(tiny_prepared, tmp_path, tiny_flags, capsys):
+@pytest.mark.compares
+def test_bench_batchnorm_drift(tiny_prepared, tmp_path, compare_flags, capsys):
     """bench/bench_batchnorm_drift.py: with frozen statistics a training-mode pass without
     weight updates leaves the codes, and so the mAP, exactly as they were."""
     import importlib.util
     from pathlib import Path
 
-    common = ["--data", str(tiny_prepared), *tiny_flags, "--epochs", "1", "--no-progress"]
+    common = ["--data", str(tiny_prepared), *compare_flags, "--epochs", "1", "--no-progress"]
     assert train.main([*common, "--out", str(tmp_path / "a")]) == 0
     start = ["--init-from", str(tmp_path / "a" / "best.pt")]
     assert train.main([*common, "--out", str(tmp_path / "b"), *start]) == 0
+    assert_diverse(tmp_path / "b")
     path = Path(__file__).resolve().parents[2] / "bench" / "bench_batchnorm_drift.py"
     spec = importlib.util.spec_from_file_location("bench_batchnorm_drift", path)
     bench = importlib.util.module_from_spec(spec)

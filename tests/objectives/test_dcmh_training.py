@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from learning import assert_diverse
 
 import train
 from cmh.objectives import dcmh as dcmh_training
@@ -69,9 +70,11 @@ def test_linear_heads_can_leave_minus_one_to_one(tiny_prepared, tiny_flags, tmp_
     assert model.text.head(features).abs().max() > 1  # no tanh
 
 
-def test_resume_is_exact(tiny_prepared, tiny_flags, tmp_path):
-    base = ["--data", str(tiny_prepared), *tiny_flags, *FLAGS]
+@pytest.mark.compares
+def test_resume_is_exact(tiny_prepared, compare_flags, tmp_path):
+    base = ["--data", str(tiny_prepared), *compare_flags, *FLAGS]
     assert train.main([*base, "--out", str(tmp_path / "full")]) == 0
+    assert_diverse(tmp_path / "full")
     assert train.main([*base, "--out", str(tmp_path / "cut"), "--epochs", "1"]) == 0
     assert train.main(["--out", str(tmp_path / "cut"), "--resume", "--epochs", "2"]) == 0
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("full", "cut"))

@@ -182,6 +182,7 @@ def retrieve_hnsw_params() -> dict:
     return {"hnsw_m": 8, "ef_construction": 40, "ef_search": 64}
 
 
+@pytest.mark.compares
 def test_item_query_equals_evaluate_ranking(run, encoded, capsys):
     q, db = encoded["query"], encoded["database"]
     k = 30
@@ -421,7 +422,7 @@ def test_index_output_refusals(run, tmp_path, capsys):
     assert "already holds an index; pass --overwrite" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("mine")
     assert retrieve.main([*argv[:-1], str(tmp_path)]) == 2
-    assert "holds files that are not an index" in capsys.readouterr().err
+    assert "holds what an index does not: notes.txt" in capsys.readouterr().err
     assert retrieve.main(["query", "--index", str(tmp_path), "--text", "sky"]) == 2
     assert "is not an index folder" in capsys.readouterr().err
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_FLAGS
+from conftest import COMPARE_FLAGS
+from learning import assert_diverse
 
 import train
 from cmh.runs.checkpoints import load_checkpoint
@@ -31,7 +32,7 @@ from cmh.runs.checkpoints import load_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 3
 # two persistent loader workers: their augmentation must not restart on resume
-FLAGS = [*TINY_FLAGS, "--epochs", str(EPOCHS), "--eval-every", str(EPOCHS), "--device", "cpu",
+FLAGS = [*COMPARE_FLAGS, "--epochs", str(EPOCHS), "--eval-every", str(EPOCHS), "--device", "cpu",
          "--num-workers", "2"]  # fmt: skip
 POLL_S = 0.001
 
@@ -109,10 +110,12 @@ def times_resumed(out: Path) -> int:
     return log.read_text().count("resumed from") if log.exists() else 0
 
 
+@pytest.mark.compares
 @pytest.mark.slow
 def test_kill_at_any_moment_then_resume(tiny_prepared, tmp_path, capsys):
     ref, out, log = tmp_path / "ref", tmp_path / "run", tmp_path / "children.log"
     assert launch(tiny_prepared, ref, resume=False, log=log).wait(timeout=600) == 0
+    assert_diverse(ref)  # the weights and results compared below are not those of constants
     records = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
     epoch_s = sum(r["seconds"] for r in records) / len(records)  # this machine, now
     rng = random.Random(8)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_FLAGS
+from conftest import COMPARE_FLAGS
+from learning import assert_diverse
 from lock_holder import hold
 
 import data
@@ -140,18 +141,20 @@ def _weights(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_prepared, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert train.main(["--data", str(tiny_prepared), "--out", str(out), *TINY_FLAGS,
+    assert train.main(["--data", str(tiny_prepared), "--out", str(out), *COMPARE_FLAGS,
                        "--epochs", "4", "--no-progress"]) == 0  # fmt: skip
+    assert_diverse(out)  # the weights compared below make codes of their own, not constants
     return out
 
 
+@pytest.mark.compares
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_training_stops_cleanly_and_resume_finishes_it(
-    sig, uninterrupted, tiny_prepared, tmp_path, tiny_flags
+    sig, uninterrupted, tiny_prepared, tmp_path, compare_flags
 ):
     out = tmp_path / "run"
-    child = start_training(out, tiny_prepared, tiny_flags, "--epochs", "4")
+    child = start_training(out, tiny_prepared, compare_flags, "--epochs", "4")
     deadline = time.time() + 300
     while not epochs_logged(out) and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)

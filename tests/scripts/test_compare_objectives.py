@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from learning import assert_diverse
 
 from scripts import objective_results
 
@@ -62,20 +63,23 @@ def test_refuses_without_data_or_demo(tmp_path):
     assert r.returncode == 2 and "--dcmh needs a quoted list" in r.stderr
 
 
+@pytest.mark.compares
 @pytest.mark.slow
-def test_end_to_end_on_the_tiny_fixture(tiny_prepared, tmp_path, tiny_flags):
+def test_end_to_end_on_the_tiny_fixture(tiny_prepared, tmp_path, compare_flags):
     """Both objectives at 16 / 32 / 64 bits, one epoch each; each objective's own flags reach
     only its runs; the table has six rows whose numbers are the runs' results.json."""
     flags = [
         f
-        for i, f in enumerate(tiny_flags)
-        if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
+        for i, f in enumerate(compare_flags)
+        if f not in ("--bits", "--margin") and compare_flags[i - 1] not in ("--bits", "--margin")
     ]
     out = tmp_path / "cmp"
     cmd = ["bash", SCRIPT, str(out), "--data", str(tiny_prepared), *flags, "--epochs", "1",
            "--dcmh", "--objective dcmh --recipe dcmh --batch-size 16"]  # fmt: skip
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    for objective in ("triplet", "dcmh"):  # the table holds rankings of codes, not constants
+        assert_diverse(out / objective / "bits64")
     for bits in (16, 32, 64):
         t = json.loads((out / "triplet" / f"bits{bits}" / "args.json").read_text())
         d = json.loads((out / "dcmh" / f"bits{bits}" / "args.json").read_text())

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from learning import assert_diverse
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
@@ -43,13 +44,15 @@ def _sweep(out: Path, parallel: int, data: Path, flags: list[str]) -> dict:
     return results
 
 
+@pytest.mark.compares
 @pytest.mark.slow
-def test_parallel_runs_equal_sequential_runs(tiny_prepared, tmp_path, tiny_flags):
-    flags = [*_without(tiny_flags, "--bits", "--margin"), "--epochs", "1", "--no-progress",
+def test_parallel_runs_equal_sequential_runs(tiny_prepared, tmp_path, compare_flags):
+    flags = [*_without(compare_flags, "--bits", "--margin"), "--epochs", "1", "--no-progress",
              "--cuda-graphs", "--resident-data"]  # fmt: skip
     at_once = _sweep(tmp_path / "p3", 3, tiny_prepared, flags)
     one_by_one = _sweep(tmp_path / "p1", 1, tiny_prepared, flags)
     assert at_once == one_by_one
+    assert_diverse(tmp_path / "p1" / "bits64")  # codes of their own: a comparison of rankings
     for bits in (16, 32, 64):
         run = tmp_path / "p3" / f"bits{bits}"
         assert json.loads((run / "args.json").read_text())["cuda_graphs"]

@@ -74,3 +74,23 @@ def test_writing_folder_refuses_a_file(tmp_path):
     refused = pytest.raises(UserError, match="exists and is not a folder")
     with refused, writing_folder(tmp_path / "f", "a prepare", done_when="summary.json"):
         pass
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path):
+    """A data-loader worker is a fork of the trainer: when the trainer dies it must not keep the
+    folder locked while it notices and exits."""
+    ready, said = os.pipe()
+    with folder_lock(tmp_path, "a training run"):
+        pid = os.fork()
+        if pid == 0:  # the child: running (its fork hooks done), it outlives the parent's lock
+            os.write(said, b"up")
+            time.sleep(3)
+            os._exit(0)
+        assert os.read(ready, 2) == b"up"
+    try:
+        t0 = time.perf_counter()
+        with folder_lock(tmp_path, "a training run"):  # the parent let go: free, child or not
+            assert time.perf_counter() - t0 < 1
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

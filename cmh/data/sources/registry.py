@@ -6,6 +6,8 @@ every other flag given must be one it accepts (or one every input takes: ``--out
 ...). ``python data.py prepare --help`` lists the registered sources. A source either prepares
 itself (``prepare(config)``) or, for sets read whole, gives ``plan(config)`` (items, labels,
 splits) and ``stage_images(planned, folder)`` and lets cmh.data.prepare write the folder.
+Either way ``config.out`` exists when it is called, held by this prepare alone
+(cmh.utils.folder_lock), and what it wrote is taken back if it fails.
 """
 
 from __future__ import annotations
