@@ -185,3 +185,24 @@ def test_resume_of_a_finished_run_says_so(uninterrupted, capsys):
     assert "--resume --epochs N (N > 4)" in said
     assert (results.stat().st_mtime_ns, results.read_text()) == before  # nothing redone
     assert os.listdir(uninterrupted).count("results.json") == 1
+
+
+@pytest.mark.slow
+def test_three_frozen_runs_started_together_extract_the_features_once(
+    tiny_prepared, tmp_path, tiny_flags
+):
+    """The feature cache is shared on purpose: one run extracts, the two others wait for it and
+    read it (as run_all_bits.sh --parallel 3 --freeze-backbones does with pretrained towers; the
+    random towers here are the same only for the same bits, so the three sweep the margin)."""
+    cache = tmp_path / "features"
+    runs = [
+        start_training(tmp_path / f"margin{m}", tiny_prepared, tiny_flags, "--margin", str(m),
+                       "--freeze-backbones", "--feature-cache", str(cache), "--epochs", "1")
+        for m in (4, 6, 8)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=600) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    said = "".join(out for out, _ in outputs)
+    assert said.count("frozen features: extracting once into") == 1
+    assert said.count("frozen features: using the cache") == 2
+    assert len(list(cache.glob("features-*.pt"))) == 1
