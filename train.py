@@ -106,8 +106,9 @@ def check_processes(args: argparse.Namespace, dist) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args)
-        if finished_run(args):
-            print(finished_run(args))
+        finished = finished_run(args)
+        if finished:
+            print(finished)
             return 0
     check_args(args)
     out = Path(args.out)
@@ -116,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
     check_processes(args, dist)
     if not dist.is_main:
         return train(args, out, dist, device)
-    # one writer per run folder; a start refused for bad input leaves no folder behind
-    with writing_folder(out, "a training run", done_when="last.pt"):
+    # One writer per run folder. A start refused (bad input) or stopped by Ctrl-C before its first
+    # checkpoint leaves no folder; a crash keeps its train.log to look at (a rerun reuses it).
+    refused = (UserError, KeyboardInterrupt)
+    with writing_folder(out, "a training run", done_when="last.pt", take_back=refused):
         check_new_run(out, args.resume)  # again, now that no other process can start one here
         return train(args, out, dist, device)
 
@@ -181,6 +184,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         record_failure(Path(args.out), f"error: {e}")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the epochs (they handle it themselves)
+        print(interrupted_message(Path(args.out), "SIGINT"), file=sys.stderr)
+        return 130
     finally:
         torchrun.shutdown()
 

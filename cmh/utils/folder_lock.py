@@ -134,12 +134,14 @@ def is_own_file(name: str) -> bool:
 
 
 @contextmanager
-def writing_folder(folder: str | Path, what: str, done_when: str) -> Iterator[Path]:
+def writing_folder(
+    folder: str | Path, what: str, done_when: str, take_back=(BaseException,)
+) -> Iterator[Path]:
     """Create ``folder`` if needed and hold its one-writer lock for the block. A start that ends
-    in an exception (bad input, a crash) before ``done_when`` exists there (the file that says the
-    folder holds a result: last.pt, summary.json, meta.json) takes back what this process added:
-    the files it made, and the folder when it made it. A folder that another writer holds is left
-    alone."""
+    in one of the ``take_back`` exceptions before ``done_when`` exists there (the file that says
+    the folder holds a result: last.pt, summary.json, meta.json) takes back what this process
+    added: the files it made, and the folder when it made it. A folder that another writer holds
+    is left alone."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder")
@@ -149,7 +151,7 @@ def writing_folder(folder: str | Path, what: str, done_when: str) -> Iterator[Pa
         before = set(os.listdir(folder)) - {LOCK_NAME}
         try:
             yield folder
-        except BaseException:  # a refusal, a crash, Ctrl-C: the state before this start is kept
+        except take_back:  # e.g. a refusal, a crash, Ctrl-C: the state before this start is kept
             if not (folder / done_when).exists():
                 _take_back(folder, before, made)
             raise

@@ -134,6 +134,22 @@ def test_a_refused_start_leaves_no_run_folder(tiny_prepared, tmp_path, tiny_flag
     assert not out.exists()
 
 
+def test_ctrl_c_before_training_leaves_nothing(tiny_prepared, tmp_path, tiny_flags, monkeypatch,
+                                               capsys):  # fmt: skip
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "prepare_run", interrupted)
+    out = tmp_path / "run"
+    assert train.main(["--data", str(tiny_prepared), "--out", str(out), *tiny_flags]) == 130
+    said = capsys.readouterr().err.strip()
+    assert said == (
+        "interrupted (SIGINT) before the first epoch ended: no checkpoint was written; "
+        "run the same command again to start over"
+    )
+    assert not out.exists()
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
