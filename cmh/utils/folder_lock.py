@@ -12,8 +12,9 @@ the process ends, however it ends (an error, Ctrl-C, ``kill -9``, a reboot), so 
 dead process never blocks a later run and there is nothing to clean up by hand; the file itself
 stays and means nothing without a holder. Network file systems: on Linux, flock on NFS is carried
 out as a POSIX byte-range lock through the server (NFSv4, or NLM for v3), so it holds between
-hosts where the server supports locking; a file system that refuses locks (ENOLCK, EOPNOTSUPP:
-some FUSE mounts, NFS mounted with ``nolock``) gets a warning and the writer runs unguarded; the
+hosts where the server supports locking; NFS mounted with ``nolock`` keeps locks on each client,
+so there it guards against a second writer on the same host only. A file system that refuses
+locks (ENOLCK, EOPNOTSUPP: some FUSE mounts) gets a warning and the writer runs unguarded; the
 same where ``fcntl`` does not exist (Windows).
 """
 
@@ -126,11 +127,6 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     """The one-writer lock of ``folder`` (which must exist): refused at once when held."""
     with file_lock(Path(folder) / LOCK_NAME, wait=False, what=what):
         yield
-
-
-def is_own_file(name: str) -> bool:
-    """Files every writer leaves in its folder besides its outputs (the lock file)."""
-    return name == LOCK_NAME
 
 
 @contextmanager

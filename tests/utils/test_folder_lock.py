@@ -94,3 +94,21 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def test_a_file_system_that_refuses_locks_gets_a_warning(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from cmh.utils import folder_lock as module
+
+    def refuse(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(module.fcntl, "flock", refuse)
+    ran = False
+    with folder_lock(tmp_path, "a training run"):
+        ran = True
+    assert ran
+    err = capsys.readouterr().err
+    assert f"warning: {tmp_path}: the file system refuses locks (No locks available)" in err
+    assert "nothing stops a second process" in err
