@@ -278,7 +278,6 @@ def _prepare_items(args, mode: str) -> dict:
     for name, value in defaults.items():
         if args.get(name) is None:
             setattr(args, name, value)
-    check_out(args.out, args.overwrite)
     candidates, wlist, given = _read_input(args, mode)
     kept, dropped = filter_items(candidates, args.check_images, args.strict)
     if not kept:
@@ -298,10 +297,8 @@ def _prepare_items(args, mode: str) -> dict:
 def _prepare_staged(args, source) -> dict:
     """A source read whole (--mat, --twemoji): its ``plan`` reads, checks, drops and splits the
     set, its ``stage_images`` copies the images it holds into the staging folder; the rest is
-    written as for every input."""
-    check_out(args.out, args.overwrite)
+    written as for every input (into ``args.out``, made and checked by :func:`prepare`)."""
     planned = source.plan(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:

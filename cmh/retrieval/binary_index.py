@@ -113,7 +113,7 @@ def fingerprint(state: dict) -> str:
     return h.hexdigest()
 
 
-INDEX_FILES = ("meta.json", "codes.npz", "items.json", *(f"{m}.faiss" for m in ("image", "text")))
+INDEX_FILES = ("meta.json", "codes.npz", "items.json", *(f"{m}.faiss" for m in MODALITIES))
 
 
 def check_out(out: Path, overwrite: bool) -> None:
