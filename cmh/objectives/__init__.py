@@ -5,9 +5,10 @@
     triplet      the triplet objective (the reference's), registered as "triplet"
     dcmh_loss    DCMH's objective as pure functions, and the buffers F, G, B it keeps
     dcmh         DCMH's alternating epoch, registered as "dcmh"
+    proxy        hash proxies (DSPH's loss, its proxies and their SGD), registered as "proxy"
 """
 
-from cmh.objectives import dcmh, triplet  # noqa: F401  (each registers itself)
+from cmh.objectives import dcmh, proxy, triplet  # noqa: F401  (each registers itself)
 from cmh.objectives.registry import (  # noqa: F401
     Objective,
     get_objective,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from learning import assert_diverse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,3 +149,27 @@ def test_two_processes_dcmh_full_model_run(tiny_prepared, tmp_path, tiny_flags):
     assert {"map_i2t", "map_t2i"} <= set(results)
     state = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["dcmh"]
     assert torch.equal(state["B"], torch.where(state["F"] + state["G"] >= 0, 1.0, -1.0))
+
+
+@pytest.mark.slow
+@pytest.mark.compares
+def test_two_processes_proxy_equals_one(tiny_prepared, tmp_path, compare_flags):
+    """--objective proxy under torchrun with --global-triplets: every rank computes the global
+    batch's loss against its own copy of the proxies, which start from the same seeded draw and
+    step on the same gradient (divided back by the world size), so the losses, the hash layers
+    and the proxies equal one process's; a rank whose proxies drifted would change the mean loss
+    and the towers' gradients. Frozen features, tolerance 1e-4 as above."""
+    flags = [*compare_flags, "--objective", "proxy", "--freeze-backbones", "--global-triplets",
+             "--feature-cache", str(tmp_path / "features"), "--epochs", "3", "--eval-every", "3",
+             "--lr", "1e-3"]  # fmt: skip
+    launch(1, tiny_prepared, tmp_path / "one", flags)
+    launch(2, tiny_prepared, tmp_path / "two", flags)
+    assert_diverse(tmp_path / "one")
+    (la, one), (lb, two) = (losses_and_weights(tmp_path / n) for n in ("one", "two"))
+    assert len(la) == len(lb) == 3 and la[0] != la[-1]
+    for a, b in zip(la, lb, strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a), (la, lb)
+    for k, v in one["model"].items():
+        torch.testing.assert_close(two["model"][k], v, atol=1e-4, rtol=0, msg=k)
+    assert not torch.equal(one["proxy"]["proxies"], torch.zeros_like(one["proxy"]["proxies"]))
+    torch.testing.assert_close(two["proxy"]["proxies"], one["proxy"]["proxies"], atol=1e-4, rtol=0)
