@@ -5,7 +5,9 @@
 #   bash scripts/run_all_bits.sh OUT --data DIR [train.py flags]
 #   bash scripts/run_all_bits.sh runs/demo-bits --demo            # quick CPU run
 #   bash scripts/run_all_bits.sh OUT --seeds 0 1 2 --data DIR [train.py flags]
+#   bash scripts/run_all_bits.sh OUT --bits 32 --seeds 0 1 2 --demo      # one code length
 #
+# --bits B1 B2 ...: the code lengths (default 16 32 64).
 # Without --seeds: one run per code length in OUT/bits16, OUT/bits32, OUT/bits64 (train.py's
 # --seed, default 0), then scripts/results_table.py -> OUT/results.md.
 # With --seeds S1 S2 ...: one run per code length and seed in OUT/bits{B}/seed{S} (--seed S),
@@ -25,12 +27,13 @@
 # --resume (same flags); so running the same command again continues an interrupted sweep.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-usage="usage: bash scripts/run_all_bits.sh OUT [--seeds S1 S2 ...] [--parallel N] (--data DIR | --demo) [train.py flags]"
+usage="usage: bash scripts/run_all_bits.sh OUT [--bits B1 B2 ...] [--seeds S1 S2 ...] [--parallel N] (--data DIR | --demo) [train.py flags]"
 out=${1:?$usage}
 shift
 
 seeds=()
 with_seeds=0
+lengths=()
 parallel=1
 flags=()
 while (($#)); do
@@ -41,6 +44,16 @@ while (($#)); do
     fi
     parallel=$2
     shift 2
+  elif [[ $1 == --bits ]]; then
+    shift
+    while (($#)) && [[ $1 =~ ^[0-9]+$ ]]; do
+      lengths+=("$1")
+      shift
+    done
+    if ((${#lengths[@]} == 0)); then
+      echo "error: --bits needs one or more code lengths, e.g. --bits 16 32 ($usage)" >&2
+      exit 2
+    fi
   elif [[ $1 == --seeds ]]; then
     with_seeds=1
     shift
@@ -53,6 +66,7 @@ while (($#)); do
     shift
   fi
 done
+if ((${#lengths[@]} == 0)); then lengths=(16 32 64); fi
 if ((with_seeds)) && ((${#seeds[@]} == 0)); then
   echo "error: --seeds needs one or more integer seeds, e.g. --seeds 0 1 2 ($usage)" >&2
   exit 2
@@ -120,11 +134,11 @@ finish() {
 }
 
 if ((!with_seeds)); then
-  for bits in 16 32 64; do
+  for bits in "${lengths[@]}"; do
     launch "$out/bits$bits" "$bits" ${flags[@]+"${flags[@]}"}
   done
   finish
-  python "$here/results_table.py" "$out"/bits16 "$out"/bits32 "$out"/bits64 | tee "$out/results.md"
+  python "$here/results_table.py" "${lengths[@]/#/$out/bits}" | tee "$out/results.md"
   exit 0
 fi
 
@@ -137,7 +151,7 @@ done
 for f in ${flags[@]+"${flags[@]}"}; do
   if [[ $f == --query-every || $f == --query-every=* ]]; then protocol=(); fi
 done
-for bits in 16 32 64; do
+for bits in "${lengths[@]}"; do
   for seed in "${seeds[@]}"; do
     launch "$out/bits$bits/seed$seed" "$bits" --seed "$seed" ${protocol[@]+"${protocol[@]}"} \
       ${flags[@]+"${flags[@]}"}
