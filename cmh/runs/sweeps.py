@@ -34,7 +34,7 @@ def load_run(run_dir: Path, bits: int) -> dict | None:
     results = json.loads(path.read_text())
     args_path = run_dir / "args.json"
     args = json.loads(args_path.read_text()) if args_path.is_file() else {}
-    seed = args.get("seed", int(RUN_FOLDER.match(run_dir.name).group(1)))
+    seed = args["seed"] if "seed" in args else int(RUN_FOLDER.match(run_dir.name).group(1))
     return {
         "seed": seed,
         "bits": results.get("bits", bits),
