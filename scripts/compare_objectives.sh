@@ -19,6 +19,7 @@
 # --seeds; finished runs are skipped, interrupted ones resumed), then
 # scripts/objective_results.py OUT, which writes OUT/results.md and OUT/results.json (printed).
 set -euo pipefail
+source "$(dirname "$0")/usage.sh" "$@"
 here=$(cd "$(dirname "$0")" && pwd)
 usage='usage: bash scripts/compare_objectives.sh OUT (--data DIR | --demo) [--bits B ...] [--seeds S ...] [train.py flags] [--objectives "NAMES"] [--triplet-reference|--triplet-all|--dcmh|--proxy "FLAGS"]'
 if (($# < 2)); then

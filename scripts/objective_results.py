@@ -109,11 +109,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = Path(argv[0])
+    from cmh.utils.cli import Parser
+
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the folder compare_objectives.sh wrote")
+    out = parser.parse_args(argv).out
     rows = [row for name in OBJECTIVES for row in rows_of(name, runs_of(out / name))]
     if not rows:
         print(f"error: no finished run under {out}/{{{','.join(OBJECTIVES)}}}", file=sys.stderr)

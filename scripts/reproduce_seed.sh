@@ -12,9 +12,12 @@
 # (printed too). Every run also measures the queries every --query-every epochs (10; 2 with
 # --demo): the reference's protocol, reported beside ours as "queries-selected (optimistic)" and
 # never used to choose the epoch; a --query-every among the flags overrides it. Extra flags go
-# to every train.py call (e.g. --device, --amp, --num-workers), except --parallel N, which
-# scripts/run_all_bits.sh takes itself (N trainings at once); nothing CPU-specific is set here. Running the same command again skips finished runs and resumes interrupted ones.
+# to every train.py call (e.g. --device, --amp, --num-workers), except --parallel N (N trainings
+# at once) and --bits B1 B2 ... (some of the code lengths), which scripts/run_all_bits.sh takes
+# itself; nothing CPU-specific is set here. Running the same command again skips finished runs
+# and resumes interrupted ones.
 set -euo pipefail
+source "$(dirname "$0")/usage.sh" "$@"
 here=$(cd "$(dirname "$0")" && pwd)
 usage="usage: bash scripts/reproduce_seed.sh (DATA | --demo) OUT [train.py flags]"
 if (($# < 2)); then

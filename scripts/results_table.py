@@ -40,11 +40,11 @@ def table(runs: list[Path]) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    print(table([Path(a) for a in argv]))
+    from cmh.utils.cli import Parser
+
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding results.json")
+    print(table(parser.parse_args(argv).runs))
     return 0
 
 

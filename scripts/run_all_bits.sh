@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train and evaluate at 16, 32 and 64 bits (margin 6 / 12 / 24: scaled with the code length),
-# then write OUT/results.md, a table of I2T / T2I mAP under both tie policies.
+# Train and evaluate at 16, 32 and 64 bits (margin 6 / 12 / 24: scaled with the code length;
+# --bits B1 B2 ... for some of them), then write OUT/results.md, a table of I2T / T2I mAP under
+# both tie policies. Every flag it does not take itself passes through to train.py.
 #
 #   bash scripts/run_all_bits.sh OUT --data DIR [train.py flags]
 #   bash scripts/run_all_bits.sh runs/demo-bits --demo            # quick CPU run
@@ -26,6 +27,7 @@
 # skipped; one that holds last.pt but no results.json was interrupted and is continued with
 # --resume (same flags); so running the same command again continues an interrupted sweep.
 set -euo pipefail
+source "$(dirname "$0")/usage.sh" "$@"
 here=$(cd "$(dirname "$0")" && pwd)
 usage="usage: bash scripts/run_all_bits.sh OUT [--bits B1 B2 ...] [--seeds S1 S2 ...] [--parallel N] (--data DIR | --demo) [train.py flags]"
 out=${1:?$usage}
