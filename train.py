@@ -41,7 +41,7 @@ from cmh.runs.run_folder import (
 )
 from cmh.utils import progress
 from cmh.utils.atomic_io import write_text_atomic
-from cmh.utils.devices import resolve_device
+from cmh.utils.devices import resolve_device, thread_note
 from cmh.utils.errors import UserError
 from cmh.utils.folder_lock import writing_folder
 from cmh.utils.interrupts import Interrupted, stop_on_signals
@@ -141,8 +141,8 @@ def train(args: argparse.Namespace, out: Path, dist, device) -> int:
     if dist.is_main:
         write_text_atomic(out / "args.json", json.dumps(vars(args), indent=2) + "\n")
     sizes = {k: len(v) for k, v in data.splits.items()}
-    log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s", data.root, sizes,
-             cfg.bits, cfg.image_encoder, cfg.text_encoder, cfg.text_model, device)  # fmt: skip
+    log.info("data %s: %s; model: %d bits, image %s, text %s (%s); device %s, %s", data.root, sizes,
+             cfg.bits, cfg.image_encoder, cfg.text_encoder, cfg.text_model, device, thread_note())  # fmt: skip
     try:
         with stop_on_signals():
             fit(run, model, optimizer, start)

@@ -21,6 +21,8 @@
 # kernel launches this multiplies throughput); each run's console output goes to DIR.console.log
 # beside its run folder (train.log inside it as always), and the script waits for all, names every
 # run that failed and exits 1 if any did. Default 1: one after the other, output on the terminal.
+# Each of the N gets nproc / N CPU threads (OMP_NUM_THREADS, MKL_NUM_THREADS) unless
+# OMP_NUM_THREADS is set.
 #
 # Flags after OUT go to every train.py call; a --margin among them overrides the scaled margin
 # (argparse keeps the last occurrence). A run folder that holds results.json has finished and is
@@ -96,6 +98,16 @@ train_one() {
   python "$here/../train.py" --bits "$bits" --margin $((bits * 12 / 32)) --out "$dir" \
     "$@" ${resume[@]+"${resume[@]}"}
 }
+
+# --parallel N: each training gets its share of the cores (torch's intra-op threads, OpenMP, MKL:
+# nproc / N, at least 1) unless OMP_NUM_THREADS is set already; N processes that each took every
+# core would run slower together than one after the other.
+if ((parallel > 1)) && [[ -z ${OMP_NUM_THREADS-} ]]; then
+  share=$(($(nproc) / parallel))
+  if ((share < 1)); then share=1; fi
+  export OMP_NUM_THREADS=$share MKL_NUM_THREADS=$share
+  echo "--parallel $parallel: $share CPU thread(s) per training (OMP_NUM_THREADS, MKL_NUM_THREADS)" >&2
+fi
 
 # launch DIR BITS [flags]: train_one now (--parallel 1), or in the background with its output in
 # DIR.console.log and its exit status in DIR.rc, at most $parallel at once.

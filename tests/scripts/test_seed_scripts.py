@@ -285,6 +285,8 @@ bits = int(args[args.index("--bits") + 1])
 log = pathlib.Path(os.environ["SPAN_LOG"])
 with log.open("a") as f:
     f.write(f"start {out} {time.time()}\\n")
+with open(os.environ["SPAN_LOG"] + ".threads", "a") as f:  # what the child was given
+    f.write(f"{os.environ.get('OMP_NUM_THREADS', '-')} {os.environ.get('MKL_NUM_THREADS', '-')}\\n")
 print(f"training {out}")
 time.sleep(1.0)
 if str(bits) == os.environ.get("FAIL_BITS"):
@@ -338,6 +340,27 @@ def test_parallel_runs_at_most_n_at_once_with_their_own_logs(tmp_path):
                    env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert max_overlap(spans) == 1  # default: one after the other
+
+
+def test_parallel_children_get_their_share_of_the_cores(tmp_path):
+    """--parallel N: nproc / N threads per child (at least 1) in OMP_NUM_THREADS and
+    MKL_NUM_THREADS; a user's OMP_NUM_THREADS is kept; one at a time leaves them unset."""
+    env, spans = parallel_env(tmp_path)
+    env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    threads = Path(f"{spans}.threads")
+    cores = len(os.sched_getaffinity(0))
+    for parallel, given, expected in (("2", None, max(1, cores // 2)), ("4", None, max(1, cores // 4)),
+                                      ("2", "3", 3), ("1", None, "-")):  # fmt: skip
+        threads.unlink(missing_ok=True)
+        run_env = env if given is None else {**env, "OMP_NUM_THREADS": given}
+        r = run_script(str(ROOT / "scripts/run_all_bits.sh"), str(tmp_path / f"o{parallel}{given}"),
+                       "--bits", "16", "64", "--parallel", parallel, "--data", "/d", env=run_env)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        seen = threads.read_text().split("\n")[:-1]
+        mkl = expected if given is None else "-"
+        assert seen == [f"{expected} {mkl}"] * 2, (parallel, given, seen)
+        told = f"--parallel {parallel}: {expected} CPU thread(s) per training"
+        assert (told in r.stderr) == (given is None and parallel != "1")
 
 
 def test_parallel_names_the_failed_runs(tmp_path):
