@@ -53,6 +53,7 @@ from cmh.retrieval.binary_index import (
     load_index,
     pack_codes,
     search,
+    tied_beyond,
     write_index_dir,
 )
 from cmh.retrieval.results_page import format_results, result_rows, write_html
@@ -179,6 +180,8 @@ def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
     """Search --index with --text, --image or --item; (query info, ranked result rows, index)."""
     if args.text is not None and not args.text.strip():
         raise UserError("--text is empty; give the words to search for")
+    if args.image is not None and not Path(args.image).is_file():  # before any model is loaded
+        raise UserError(f"--image {args.image}: no such file")
     index = load_index(args.index)
     if args.k > index.meta["n_items"]:
         raise UserError(
@@ -202,7 +205,10 @@ def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
     params = {"ef_search": args.ef_search, "nprobe": args.nprobe}
     params = {**index.meta["params"], **{k: v for k, v in params.items() if v is not None}}
     dist, pos = search(index.faiss_index(info["searched"], params), packed, args.k)
-    return info, result_rows(index, dist[0], pos[0], info["labels"]), index
+    rows = result_rows(index, dist[0], pos[0], info["labels"])
+    shown = np.array([r["distance"] for r in rows])
+    info["more_tied"] = tied_beyond(index.codes[info["searched"]], packed, shown)
+    return info, rows, index
 
 
 # ------------------------------------------------------------------ CLI

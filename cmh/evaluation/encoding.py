@@ -31,7 +31,7 @@ def encode(
     --image-cache: uint8 images -> normalised "image")."""
     model.eval()
     parts: dict[str, list] = {}
-    for batch in progress.bar(loader, desc):
+    for batch in progress.long_step(loader, desc):
         batch = {
             k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()

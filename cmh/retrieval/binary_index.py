@@ -102,6 +102,24 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return out_dist, np.where(out_pos == n, -1, out_pos)
 
 
+POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def tied_beyond(codes: np.ndarray, query: np.ndarray, shown: np.ndarray) -> int:
+    """How many database items not shown lie at the same Hamming distance as the last one shown
+    (the items among which the cut-off picked by position). codes: packed uint8 [n, B]; query:
+    packed [1, B]; shown: the distances of the rows shown, ascending. Counted exactly over every
+    stored code (one pass, n * B bytes), whatever the index kind."""
+    if len(shown) == 0:
+        return 0
+    last = int(shown[-1])
+    at_last = 0
+    for start in range(0, len(codes), 1 << 20):  # bounded memory at ten million codes
+        chunk = np.bitwise_xor(codes[start : start + (1 << 20)], query)
+        at_last += int((POPCOUNT[chunk].sum(1, dtype=np.int32) == last).sum())
+    return at_last - int((np.asarray(shown) == last).sum())
+
+
 def fingerprint(state: dict) -> str:
     """sha256 (hex) of a checkpoint's model config (JSON) and model tensors (name, dtype, shape,
     bytes): it changes when anything that makes the codes changes, not with the optimizer state."""

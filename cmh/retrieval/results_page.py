@@ -78,7 +78,18 @@ def format_results(info: dict, rows: list[dict], meta: dict, names: list[str]) -
         rel = TEXT_MARKS[r["relevant"]]
         cap = r["caption"] if len(r["caption"]) <= 70 else r["caption"][:67] + "..."
         lines.append(f"{r['rank']:>4}  {r['id']:<8}  {r['distance']:>7}  {rel:<8}  {cap}")
+    if tie_note(info, rows):
+        lines.append(tie_note(info, rows))
     return "\n".join(lines)
+
+
+def tie_note(info: dict, rows: list[dict]) -> str:
+    """"+37 more at distance 4 ..." when items not shown tie with the last one shown; else ""."""
+    more = info.get("more_tied", 0)
+    if not rows or not more:
+        return ""
+    return (f"+{more} more at distance {rows[-1]['distance']} (tied with the last one shown; "
+            "tied items are ranked by database position, so the cut-off among them is arbitrary)")  # fmt: skip
 
 
 def _shown(path: str) -> str:
@@ -161,7 +172,9 @@ def write_html(path: Path, info: dict, rows: list[dict], meta: dict, embed: bool
         f"</head><body><h2>Query ({e(info['modality'])})</h2>{query}"
         f"<h2>Top {len(rows)} in {e(info['searched'])} codes of {e(meta['split'])} "
         f"({meta['bits']} bits, {e(meta['kind'])})</h2>"
-        f"{LEGEND if info.get('labels') is not None else NO_LEGEND}{''.join(cards)}</body></html>\n"
+        f"{LEGEND if info.get('labels') is not None else NO_LEGEND}{''.join(cards)}"
+        f"{f'<p class=ties>{e(tie_note(info, rows))}</p>' if tie_note(info, rows) else ''}"
+        "</body></html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, page)

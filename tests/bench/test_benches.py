@@ -98,3 +98,14 @@ def test_bench_backbones_runs(capsys):
         if x.startswith("| resnet18") or x.startswith("| clip:tiny")
     ]
     assert len(rows) == 2 and rows[0].endswith("| 1.00 |")
+
+
+def test_bench_parallel_runs_the_three_ways(capsys, tiny_prepared, tiny_flags):
+    bench = load_bench("bench_parallel")
+    argv = ["--data", str(tiny_prepared), "--bits", "16", "--", *tiny_flags, "--epochs", "1",
+            "--no-progress"]  # fmt: skip
+    assert bench.main(argv) == 0
+    rows = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| ") and "wall" not in x]
+    assert [r.split("|")[1].strip().split(",")[0] for r in rows] == [
+        "one at a time (one thread per core)", "--parallel 2", "--parallel 2"]  # fmt: skip
+    assert rows[0].endswith("| 1.00 |")

@@ -35,7 +35,8 @@ def printed_rows(out: str) -> list[tuple[int, int]]:
     """(id, hamming) of each result line printed by `retrieve.py query`."""
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("rank  id")) + 1
-    return [(int(line.split()[1]), int(line.split()[2])) for line in lines[start:] if line.strip()]
+    rows = [line for line in lines[start:] if line.strip() and not line.startswith("+")]
+    return [(int(line.split()[1]), int(line.split()[2])) for line in rows]  # "+N more": the ties
 
 
 def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
@@ -211,7 +212,7 @@ def test_item_query_marks_relevant(run, encoded, capsys):
     code, out, _ = query(run, capsys, "--item", str(item), "--k", "20")
     assert code == 0
     want = set(data_items[item]["labels"])
-    for line in out.splitlines()[2:]:
+    for line in [x for x in out.splitlines()[2:] if not x.startswith("+")]:
         rid, rel = int(line.split()[1]), line.split()[3]
         assert rel == ("yes" if want & set(data_items[rid]["labels"]) else "no")
 
@@ -336,13 +337,50 @@ def test_approximate_indexes_round_trip(run, encoded, tmp_path, capsys):
         (["--text", "   "], "--text is empty"),
         (["--text", "sky", "--k", "0"], "--k must be >= 1"),
         (["--text", "sky", "--k", "217"], "--k 217 is larger than the database (216 items"),
-        (["--image", "/nonexistent/x.jpg"], "cannot read the image"),
+        (["--image", "/nonexistent/x.jpg"], "--image /nonexistent/x.jpg: no such file"),
         (["--item", "999999"], "--item 999999: no such item"),
     ],
 )
 def test_bad_queries_refused(run, capsys, argv, message):
     code, _, err = query(run, capsys, *argv)
     assert code == 2 and message in err, err
+
+
+def test_a_missing_image_is_refused_before_the_model_loads(run, capsys, monkeypatch):
+    def no_model(*_):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(retrieve, "load_query_model", no_model)
+    code, _, err = query(run, capsys, "--image", "/nonexistent/x.jpg")
+    assert code == 2 and "--image /nonexistent/x.jpg: no such file" in err
+
+
+def test_tied_beyond_counts_the_unshown_items_at_the_last_distance():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 2, (500, 8)).astype(np.int8) * 2 - 1  # 8 bits: many ties
+    packed = binary_index.pack_codes(codes)
+    query_code = binary_index.pack_codes(codes[:1])
+    dist = np.array([hamming_distance(codes[:1], codes[i : i + 1])[0, 0] for i in range(500)])
+    for k in (1, 7, 40):
+        shown = np.sort(dist)[:k]
+        want = int((dist == shown[-1]).sum()) - int((shown == shown[-1]).sum())
+        assert binary_index.tied_beyond(packed, query_code, shown) == want
+    assert binary_index.tied_beyond(packed, query_code, np.array([], int)) == 0
+
+
+def test_query_output_and_page_say_how_many_more_tie(run, encoded, capsys, tmp_path):
+    db = encoded["database"]
+    for row in range(6):  # stored item codes: the tie count is over the other modality's codes
+        item = str(db["ids"][row])
+        page = tmp_path / f"q{row}.html"
+        code, out, err = query(run, capsys, "--item", item, "--k", "4", "--html", str(page))
+        assert code == 0, err
+        shown = [d for _, d in printed_rows(out)]
+        dist = hamming_distance(db["image"][row : row + 1], db["text"])[0]
+        more = int((dist == shown[-1]).sum()) - shown.count(shown[-1])
+        note = f"+{more} more at distance {shown[-1]} (tied with the last one shown"
+        assert (note in out) == (more > 0) and (note in page.read_text()) == (more > 0)
+        assert more == 0 or out.splitlines()[-1].startswith(note)
 
 
 def test_unreadable_image_refused(run, tmp_path, capsys):

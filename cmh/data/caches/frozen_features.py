@@ -69,7 +69,7 @@ def extract(model, loader, device: torch.device, amp: bool = False) -> dict[str,
     "text": [N, hidden]} (float32, CPU; a modality is absent when the model lacks its tower)."""
     model.eval()
     parts: dict[str, list] = {}
-    for batch in progress.bar(loader, "extract features"):
+    for batch in progress.long_step(loader, "extract features"):
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if model.image is not None:

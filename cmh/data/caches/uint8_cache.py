@@ -111,7 +111,7 @@ def build_cache(data: PreparedData, size: int, num_workers: int = 0) -> dict:
         loader = DataLoader(_Decode(data, size), batch_size=64, num_workers=num_workers,
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
         row = 0
-        for batch in progress.bar(loader, f"image cache {size}px"):
+        for batch in progress.long_step(loader, f"image cache {size}px"):
             array[row : row + len(batch)] = batch.numpy()
             row += len(batch)
         array.flush()
