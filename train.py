@@ -21,6 +21,7 @@ import torch
 from cmh.config import train_flags
 from cmh.config.argument_checks import check_args
 from cmh.data.dataset import reset_truncation_reports
+from cmh.data.prepared_folder import check_prepared_folder
 from cmh.engine import torchrun
 from cmh.engine.loop import Run, fit, frozen_features
 from cmh.engine.run_setup import model_config, objective_state, prepare_run
@@ -42,7 +43,7 @@ from cmh.runs.run_folder import (
 from cmh.utils import progress
 from cmh.utils.atomic_io import write_text_atomic
 from cmh.utils.devices import resolve_device, thread_note
-from cmh.utils.errors import UserError
+from cmh.utils.errors import UserError, check_all
 from cmh.utils.folder_lock import writing_folder
 from cmh.utils.interrupts import Interrupted, stop_on_signals
 
@@ -127,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace, out: Path, dist, device) -> int:
     """Data, model, the epochs and the final evaluation, in the (locked) run folder ``out``."""
-    if not args.resume:  # both towers' pretrained models, before any work
-        check_pretrained(model_config(args))
+    if not args.resume:  # the data folder and both towers' pretrained models, before any work
+        check_all(lambda: args.demo or check_prepared_folder(args.data),
+                  lambda: check_pretrained(model_config(args)))  # fmt: skip
     setup_logging(out if dist.is_main else None)
     reset_truncation_reports()
     resolve_amp(args, device, dist.is_main)

@@ -136,14 +136,26 @@ def _check_consistent(data: PreparedData, summary: dict) -> None:
     image_array.check_items(root, data.items, root / "manifest.jsonl")
 
 
-def load_prepared(root: str | Path) -> PreparedData:
-    """Load a folder written by ``python data.py prepare``; UserError if it is not one."""
+def check_prepared_folder(root: str | Path) -> None:
+    """UserError unless ``root`` is a folder written by ``python data.py prepare`` (cheap: one
+    stat; load_prepared reads and checks the rest)."""
     root = Path(root)
+    if not root.is_dir():
+        raise UserError(
+            f"{root}: no such folder; prepare a dataset there first "
+            f"(`python data.py prepare ... --out {root}`, docs/data.md)"
+        )
     if not (root / "summary.json").is_file():
         raise UserError(
             f"{root} is not a prepared dataset (no summary.json); "
             "run `python data.py prepare ...` first"
         )
+
+
+def load_prepared(root: str | Path) -> PreparedData:
+    """Load a folder written by ``python data.py prepare``; UserError if it is not one."""
+    root = Path(root)
+    check_prepared_folder(root)
     summary = _read_json(root / "summary.json")
     data = PreparedData(
         root=root,

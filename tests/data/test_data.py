@@ -264,7 +264,7 @@ def test_failure_mid_write_leaves_no_summary(tmp_path: Path, monkeypatch) -> Non
     out = tmp_path / "prep"
     assert written == ["manifest.jsonl", "labels.txt"]
     assert not out.exists()  # the folder this prepare made, taken back with what it wrote
-    with pytest.raises(UserError, match="is not a prepared dataset"):
+    with pytest.raises(UserError, match="no such folder; prepare a dataset there first"):
         data.load_prepared(out)
 
 

@@ -120,6 +120,23 @@ def test_not_a_prepared_dataset_refused(tmp_path, tiny_flags, capsys):
     assert "not a prepared dataset" in capsys.readouterr().err
 
 
+def test_every_cheap_problem_in_one_message_before_any_model(tmp_path, tiny_flags, capsys,
+                                                             monkeypatch):  # fmt: skip
+    """A missing data folder and a missing pretrained model are named together, before any model
+    is built; no run folder is left behind."""
+    import cmh.engine.run_setup as run_setup
+
+    monkeypatch.setattr(run_setup, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    argv = ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), *tiny_flags,
+            "--text-model", str(tmp_path / "no-bert")]  # fmt: skip
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 problems:\n  - ")
+    assert f"{tmp_path / 'nowhere'}: no such folder; prepare a dataset there first" in err
+    assert f"--text-model {tmp_path / 'no-bert'}: not a folder" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, capsys):
     assert run_train(tiny_prepared, finished_run, tiny_flags) == 2
     assert "--resume" in capsys.readouterr().err
