@@ -48,6 +48,7 @@ from cmh.retrieval.binary_index import (
     MODALITIES,
     Index,
     auto_nlist,
+    check_index_folder,
     check_out,
     fingerprint,
     load_index,
@@ -61,7 +62,7 @@ from cmh.runs.checkpoints import load_checkpoint
 from cmh.utils import progress
 from cmh.utils.cli import Parser
 from cmh.utils.devices import resolve_device
-from cmh.utils.errors import UserError
+from cmh.utils.errors import UserError, check_all
 from cmh.utils.torch_ops import binarize
 
 MODEL_SUMMARY = ("bits", "image_encoder", "text_encoder", "text_model", "image_size", "max_length")
@@ -176,12 +177,17 @@ def query_item(index: Index, args, get_model, device) -> tuple[np.ndarray, dict]
     return pack_codes(code), {"id": args.item, **info, "labels": it["labels"], "modality": mod}
 
 
+def check_query_image(image: str | None) -> None:
+    if image is not None and not Path(image).is_file():
+        raise UserError(f"--image {image}: no such file")
+
+
 def run_query(args: argparse.Namespace) -> tuple[dict, list[dict], Index]:
     """Search --index with --text, --image or --item; (query info, ranked result rows, index)."""
     if args.text is not None and not args.text.strip():
         raise UserError("--text is empty; give the words to search for")
-    if args.image is not None and not Path(args.image).is_file():  # before any model is loaded
-        raise UserError(f"--image {args.image}: no such file")
+    check_all(lambda: check_index_folder(args.index),  # cheap checks first, all problems at once
+              lambda: check_query_image(args.image))  # fmt: skip
     index = load_index(args.index)
     if args.k > index.meta["n_items"]:
         raise UserError(

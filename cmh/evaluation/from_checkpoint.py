@@ -17,12 +17,12 @@ from torch.utils.data import Subset
 
 from cmh.data.caches.frozen_features import encode_from_cache, reusable_cache
 from cmh.data.dataset import HashingDataset, make_loader
-from cmh.data.prepared_folder import PreparedData, load_prepared
+from cmh.data.prepared_folder import PreparedData, check_prepared_folder, load_prepared
 from cmh.evaluation.encoding import encode, pad_id
 from cmh.models.hashers import load_model
-from cmh.runs.checkpoints import load_checkpoint
+from cmh.runs.checkpoints import check_checkpoint_file, load_checkpoint
 from cmh.utils.devices import resolve_device
-from cmh.utils.errors import UserError
+from cmh.utils.errors import UserError, check_all
 
 
 @dataclass
@@ -67,6 +67,8 @@ def load_for_evaluation(checkpoint: str | Path, data_dir: str | Path | None, dev
     """The checkpoint's model on ``device`` and ``data_dir`` (default: the data it trained on),
     its label columns checked against the model's."""
     path = Path(checkpoint)
+    check_all(lambda: check_checkpoint_file(path),  # cheap checks first, every problem at once
+              lambda: data_dir is None or check_prepared_folder(data_dir))  # fmt: skip
     state = load_checkpoint(path)
     data_dir = data_dir or state.get("args", {}).get("data")
     if not data_dir:

@@ -204,11 +204,16 @@ class Index:
         return self.items["ids"].index(item_id) if item_id in self.items["ids"] else None
 
 
+def check_index_folder(root: str | Path) -> None:
+    """UserError unless ``root`` holds an index's meta.json (cheap: before anything is loaded)."""
+    if not (Path(root) / "meta.json").is_file():
+        raise UserError(f"--index {root} is not an index folder (no meta.json); build one first")
+
+
 def load_index(root: str | Path) -> Index:
     """Read an index folder written by `retrieve.py index`; UserError if it is not one."""
     root = Path(root)
-    if not (root / "meta.json").is_file():
-        raise UserError(f"--index {root} is not an index folder (no meta.json); build one first")
+    check_index_folder(root)
     meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{root}/meta.json: format_version {meta.get('format_version')} != 1")

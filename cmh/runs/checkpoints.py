@@ -106,12 +106,17 @@ def check_integrity(path: Path) -> None:
         )
 
 
+def check_checkpoint_file(path: str | Path) -> None:
+    """UserError unless ``path`` is a file (cheap: one stat, before anything is loaded)."""
+    if not Path(path).is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint written by `save_checkpoint` on the CPU, refusing anything unsafe or
     damaged with a UserError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
+    check_checkpoint_file(path)
     check_integrity(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -172,3 +172,30 @@ def test_prepare_refuses_when_every_item_is_dropped(tmp_path):
 def test_demo_refuses_bad_sizes(tmp_path):
     code, err = main_of(data, ["demo", "--out", str(tmp_path / "d"), "--n-items", "0"])
     assert code == 2 and err.startswith("error: ") and "--n-items" in err
+
+
+# ============================================================ cheap checks, all at once
+@pytest.mark.parametrize(
+    "module, argv, problems",
+    [
+        ("evaluate", ["--checkpoint", "{t}/none.pt", "--data", "{t}/nodata"],
+         ["checkpoint {t}/none.pt does not exist", "{t}/nodata: no such folder"]),
+        ("retrieve", ["index", "--checkpoint", "{t}/none.pt", "--data", "{t}/nodata", "--out",
+                      "{t}/idx"], ["checkpoint {t}/none.pt does not exist", "{t}/nodata: no such folder"]),
+        ("retrieve", ["query", "--index", "{t}/noidx", "--image", "{t}/none.jpg"],
+         ["--index {t}/noidx is not an index folder", "--image {t}/none.jpg: no such file"]),
+    ],
+)  # fmt: skip
+def test_missing_paths_are_named_together_before_any_model(module, argv, problems, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    import importlib
+
+    import cmh.models.hashers as hashers
+
+    monkeypatch.setattr(hashers, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    argv = [a.format(t=tmp_path) for a in argv]
+    code, err = main_of(importlib.import_module(module), argv)
+    assert code == 2 and err.startswith("error: 2 problems:\n  - "), err
+    for problem in problems:
+        assert problem.format(t=tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
