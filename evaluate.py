@@ -71,7 +71,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, list[Path]]:
     written = [out / "results.json"]
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     if args.plots:
-        title = plot_title(loaded.data.root, loaded.cfg.bits, loaded.state.get("epoch"), loaded.path)
+        title = plot_title(loaded.path.parent, loaded.data.root, loaded.cfg.bits,
+                           loaded.state.get("epoch"), loaded.path)  # fmt: skip
         written += save_plots(q, db, out, directions, results=results, title=title)
     return results, written
 

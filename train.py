@@ -76,7 +76,7 @@ def final_evaluation(run: Run, model) -> dict:
         **seed_protocol(run.out),  # --query-every: the queries-selected numbers, beside ours
     )
     write_text_atomic(run.out / "results.json", json.dumps(results, indent=2) + "\n")
-    title = plot_title(run.args.data, run.cfg.bits, state["epoch"])
+    title = plot_title(run.out, run.args.data, run.cfg.bits, state["epoch"])
     save_plots(
         enc["query"],
         enc["database"],

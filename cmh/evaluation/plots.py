@@ -1,6 +1,6 @@
 """The plots of a run: precision-recall over Hamming radius and precision@N, every direction.
 
-Each figure is titled with the run (data, bits, epoch), its legend gives each direction's mAP, a
+Each figure is titled with the run (run folder, data, bits, epoch), its legend gives each direction's mAP, a
 dashed line marks chance and the precision axis runs from 0 to 1. No pyplot: no global figure
 state and no backend switch, so plotting is safe in tests and worker processes.
 """
@@ -17,14 +17,18 @@ from cmh.evaluation.retrieval_curves import pr_curve_by_radius, precision_at_n
 
 
 def plot_title(
-    data: str | Path, bits: int, epoch: int | None, checkpoint: str | Path = "best.pt"
+    run: str | Path, data: str | Path, bits: int, epoch: int | None, checkpoint: str | Path = "best.pt"
 ) -> str:
-    """The run a plot shows: the data folder's name (with its parent for a plain "prepared"),
-    the code length and the checkpoint's epoch ("best epoch N" for best.pt)."""
+    """The run a plot shows: the run folder's name, the data folder's name (with its parent for
+    a plain "prepared"), the code length and the checkpoint's epoch ("best epoch N" for best.pt)."""
     data, name = Path(data), Path(checkpoint).name
     folder = f"{data.parent.name}/{data.name}" if data.name == "prepared" else data.name
     when = f"best epoch {epoch}" if name == "best.pt" else f"{name} epoch {epoch}"
-    return f"{folder} · {bits} bits · {when}"
+    return f"{Path(run).name} · {folder} · {bits} bits · {when}"
+
+
+EMPTY_RULE = "a radius with nothing retrieved counts as precision 0"
+LABEL_GAP = 0.06  # radius labels closer than this (axis units, both axes 0..1) are left out
 
 
 def radius_marks(bits: int) -> list[int]:
@@ -35,7 +39,8 @@ def radius_marks(bits: int) -> list[int]:
 def plot_figures(
     queries: dict, database: dict, directions=("i2t", "t2i"), results=None, title: str = ""
 ) -> dict:
-    """{file name: matplotlib Figure}: PR over Hamming radius (a few radii labelled) and
+    """{file name: matplotlib Figure}: PR over Hamming radius (a few radii labelled, none over
+    another; the axis label states the empty-result rule of cmh.evaluation.retrieval_curves) and
     precision@N, every direction; ``title`` (plot_title) on both; each legend entry with the
     direction's mAP (``results["map_<d>"]``); a dashed line at chance (cmh.evaluation.hamming_metrics.
     chance_level: the mean fraction of the database relevant to a query, which is the precision
@@ -47,6 +52,7 @@ def plot_figures(
     ns = np.unique(np.linspace(1, n_db, num=min(50, n_db)).astype(int))
     figs = {name: Figure(figsize=(5.5, 4.5)) for name in ("pr_curve.png", "precision_at_n.png")}
     ax_pr, ax_pn = (fig.subplots() for fig in figs.values())
+    labelled: list[tuple[float, float]] = []  # the PR curve's radius labels so far
     for d in directions:
         q_mod, db_mod = DIRECTIONS[d]
         if q_mod not in queries or db_mod not in database:
@@ -57,6 +63,9 @@ def plot_figures(
         (line,) = ax_pr.plot(recall, precision, marker=".", label=label)
         for t in radius_marks(len(precision) - 1):
             xy = (recall[t], precision[t])
+            if any(np.hypot(xy[0] - x, xy[1] - y) < LABEL_GAP for x, y in labelled):
+                continue  # it would overprint a label already there
+            labelled.append(xy)
             ax_pr.annotate(
                 f"r={t}",
                 xy,
@@ -66,7 +75,8 @@ def plot_figures(
                 color=line.get_color(),
             )
         ax_pn.plot(ns, precision_at_n(*args, ns), label=label)
-    ax_pr.set(xlabel="recall (r: Hamming radius)", ylabel="precision", xlim=(0, 1.02))
+    ax_pr.set(xlabel=f"recall (r: Hamming radius; {EMPTY_RULE})", ylabel="precision",
+              xlim=(0, 1.02))  # fmt: skip
     ax_pn.set(xlabel="N", ylabel="precision@N")
     chance = chance_level(queries["labels"], database["labels"])
     for ax, what in ((ax_pr, "PR over Hamming radius"), (ax_pn, "Precision at N")):

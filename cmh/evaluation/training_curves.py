@@ -65,24 +65,25 @@ def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def run_title(run_dir: Path) -> str:
-    """The run a curve shows: the data folder's name (with its parent for a plain "prepared"),
+    """The run a curve shows: the run folder's name, the data folder's name (with its parent for a plain "prepared"),
     the code length and, once results.json exists, the best epoch."""
     args, results = _read_json(run_dir / "args.json"), _read_json(run_dir / "results.json")
     data = Path(str(args.get("data") or "?"))
     folder = f"{data.parent.name}/{data.name}" if data.name == "prepared" else data.name
     bits = results.get("bits", args.get("bits", "?"))
-    parts = [folder, f"{bits} bits"]
+    parts = [Path(run_dir).name, folder, f"{bits} bits"]
     if results.get("best_epoch") is not None:
         parts.append(f"best epoch {results['best_epoch']}")
     return " · ".join(parts)
 
 
-def _epoch_axis(ax) -> None:
-    """Whole epochs on the x axis, at least two wide (one epoch alone would get ticks 0.96 ...)."""
-    lo, hi = ax.get_xlim()
-    if hi - lo < 2:
-        mid = round((lo + hi) / 2)
-        ax.set_xlim(mid - 1, mid + 1)
+def _epoch_axis(ax, epochs: list[int]) -> None:
+    """Whole epochs on the x axis, from the run's first epoch to its last (a small margin each
+    side, nothing beyond); one epoch alone gets one epoch either side rather than ticks 0.96 ..."""
+    if epochs:
+        lo, hi = min(epochs), max(epochs)
+        pad = 1 if hi == lo else max(0.1, 0.03 * (hi - lo))
+        ax.set_xlim(lo - pad, hi + pad)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -96,7 +97,7 @@ def _draw_loss(ax, metrics: list[dict]) -> None:
     if epochs:
         ax.plot(epochs, values, marker=".", color="black", linewidth=2, label="total")
     ax.set(title="training loss", xlabel="epoch", ylabel="loss")
-    _epoch_axis(ax)
+    _epoch_axis(ax, [r["epoch"] for r in metrics])
     if ax.lines:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -114,7 +115,7 @@ def _draw_map(ax, metrics: list[dict], queries: list[dict]) -> None:
     if not ax.lines:
         ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="mAP (epoch chosen on validation)", xlabel="epoch", ylabel="mAP", ylim=(0, 1.02))
-    _epoch_axis(ax)
+    _epoch_axis(ax, [r["epoch"] for r in metrics])
     if ax.lines:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -176,7 +177,7 @@ def seed_curves_figure(run_dirs_by_bits: dict[int, list[Path]]) -> Figure:
             epochs, values = mean_validation_curve(run_dir)
             ax.plot(epochs, values, marker="o", label=seed_label(run_dir))
         ax.set(title=f"{bits} bits", xlabel="epoch", ylabel="validation mAP (mean of directions)")
-        _epoch_axis(ax)
+        _epoch_axis(ax, [x for line in ax.lines for x in line.get_xdata()])
         if ax.lines:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

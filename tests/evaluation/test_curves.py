@@ -87,7 +87,21 @@ def test_loss_terms_and_validation_map_without_query_curve(tmp_path):
     assert list(maps["T2I validation"].get_ydata()) == pytest.approx([0.41, 0.51, 0.61])
     assert not any(QUERY_LABEL in label for label in maps)
     title = fig._suptitle.get_text()
+    assert title.startswith("run · ")  # the run folder's name first
     assert "iapr/prepared" in title and "32 bits" in title and "best epoch 6" in title
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 6])
+def test_the_epoch_axis_ends_at_the_last_epoch(tmp_path, epochs):
+    """A 2-epoch run's axis shows epochs 1 and 2, not an empty epoch 3; one epoch gets one
+    either side."""
+    fig = run_curves_figure(make_run(tmp_path / "run", epochs=epochs, torn=False))
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        if epochs == 1:
+            assert (lo, hi) == (0, 2)
+        else:
+            assert epochs < hi < epochs + 0.5 and 0.5 < lo < 1, (lo, hi)
 
 
 def test_query_curve_drawn_apart_dashed_in_its_own_colour(tmp_path):

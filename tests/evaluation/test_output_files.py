@@ -21,7 +21,7 @@ import retrieve
 import train
 from cmh.evaluation import plots
 from cmh.evaluation.hamming_metrics import chance_level
-from cmh.evaluation.plots import plot_figures, plot_title
+from cmh.evaluation.plots import EMPTY_RULE, LABEL_GAP, plot_figures, plot_title
 from cmh.retrieval import results_page
 
 
@@ -81,9 +81,9 @@ def encoded_splits(bits=12, n_q=9, n_db=40, n_labels=4, seed=0) -> tuple[dict, d
 
 def test_plots_are_titled_with_the_run_and_drawn_against_chance():
     q, db = encoded_splits()
-    title = plot_title("/data/iapr/prepared", 12, 3)
-    assert title == "iapr/prepared · 12 bits · best epoch 3"
-    assert plot_title("/d/mine", 12, 6, "/r/last.pt") == "mine · 12 bits · last.pt epoch 6"
+    title = plot_title("/runs/iapr-12", "/data/iapr/prepared", 12, 3)
+    assert title == "iapr-12 · iapr/prepared · 12 bits · best epoch 3"
+    assert plot_title("/r", "/d/mine", 12, 6, "/r/last.pt") == "r · mine · 12 bits · last.pt epoch 6"
     results = {"map_i2t": 0.4567, "map_t2i": 0.5678}
     figs = plot_figures(q, db, ("i2t", "t2i"), results, title)
     assert sorted(figs) == ["pr_curve.png", "precision_at_n.png"]
@@ -98,8 +98,12 @@ def test_plots_are_titled_with_the_run_and_drawn_against_chance():
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert "I2T  mAP 0.457" in legend and "T2I  mAP 0.568" in legend, legend
         assert any(t.startswith("chance") for t in legend), legend
-    marks = {t.get_text() for t in figs["pr_curve.png"].axes[0].texts}
-    assert {"r=0", "r=1", "r=2", "r=3", "r=6", "r=12"} <= marks  # Hamming radii on the PR curve
+    ax_pr = figs["pr_curve.png"].axes[0]
+    marks = [(t.get_text(), t.xy) for t in ax_pr.texts]
+    assert {"r=0", "r=12"} <= {m for m, _ in marks}  # Hamming radii on the PR curve
+    for i, (_, a) in enumerate(marks):  # none printed over another
+        assert all(np.hypot(a[0] - b[0], a[1] - b[1]) >= LABEL_GAP for _, b in marks[:i])
+    assert EMPTY_RULE in ax_pr.get_xlabel() and "counts as precision 0" in EMPTY_RULE
 
 
 def test_train_and_evaluate_title_their_plots(tiny_run, tmp_path, monkeypatch):
@@ -107,9 +111,9 @@ def test_train_and_evaluate_title_their_plots(tiny_run, tmp_path, monkeypatch):
     folder, bits and epoch, and give them the mAPs they report."""
     run = tiny_run["out"]
     best = torch.load(run / "best.pt", weights_only=True)
-    want = plot_title(best["args"]["data"], 16, best["epoch"])
+    want = plot_title(run, best["args"]["data"], 16, best["epoch"])
     data = Path(best["args"]["data"])
-    assert want == f"{data.parent.name}/prepared · 16 bits · best epoch {best['epoch']}"
+    assert want == f"{run.name} · {data.parent.name}/prepared · 16 bits · best epoch {best['epoch']}"
     seen = spy_on_plots(monkeypatch)
     assert evaluate.main(["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path)]) == 0
     reported = json.loads((run / "results.json").read_text())
