@@ -4,6 +4,7 @@
     python data.py prepare --lists DIR --images DIR --annotations DIR --out DATA  # iapr_* lists
     python data.py prepare --twemoji DIR --emojilib DIR --out DATA  # Twemoji + emojilib packages
     python data.py demo --out DIR      # a generated dataset in the raw layout, prepared
+    python data.py relocate --data DATA   # a prepared folder moved away from its images
 
 The prepare step (:mod:`cmh.data.prepare`) reads the input once, drops unusable items (with
 reasons), draws the seeded split (:mod:`cmh.data.splits`: queries first, the rest is the database,
@@ -31,6 +32,7 @@ from cmh.data.dataset import (  # noqa: F401  (this module's public API)
 from cmh.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, image_transform, load_image  # noqa: F401
 from cmh.data.prepare_flags import ensure_demo, parse_args, run_demo  # noqa: F401
 from cmh.data.prepared_folder import PreparedData, load_prepared  # noqa: F401
+from cmh.data.relocate import relocate
 from cmh.data.splits import SPLITS  # noqa: F401
 from cmh.utils.errors import UserError
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             prepare_step.prepare(args)
+        elif args.command == "relocate":
+            n = relocate(args.data, args.old)
+            print(f"{args.data}: {n} image paths now point at the images from where it is")
         else:
             run_demo(args)
     except UserError as exc:

@@ -332,7 +332,7 @@ def _write_prepared(
     prepared = PreparedData(
         args.out, [json.loads(x) for x in lines], label_names, splits, vocab, bow_width
     )
-    summary = summarize(prepared, dropped, extra)
+    summary = {**summarize(prepared, dropped, extra), "prepared_at": str(Path(args.out).resolve())}
     files = {
         "manifest.jsonl": "".join(x + "\n" for x in lines),
         "labels.txt": "".join(n + "\n" for n in label_names),

@@ -124,8 +124,12 @@ def parse_args(argv: list[str] | None = None):
     d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
     d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
     d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
+    r = sub.add_parser("relocate", help="point a prepared folder that was moved at its images again")
+    r.add_argument("--data", type=Path, required=True, help="the prepared folder, where it is now")
+    r.add_argument("--from", dest="old", type=Path,
+                   help="where it was prepared (default: summary.json's prepared_at)")  # fmt: skip
     ns = parser.parse_args(argv)
-    command = {"prepare": p, "demo": d}[ns.command]
+    command = {"prepare": p, "demo": d, "relocate": r}[ns.command]
     name = f"{ns.command.capitalize()}Config"
     return from_namespace(name, command, ns, (("command", str, ns.command),))
 

@@ -166,7 +166,24 @@ def load_prepared(root: str | Path) -> PreparedData:
         bow_width=summary.get("bow_dim") if summary.get("source") in BOW_SOURCES else None,
     )
     _check_consistent(data, summary)
+    check_not_moved(data, summary)
     return data
+
+
+def check_not_moved(data: PreparedData, summary: dict) -> None:
+    """UserError when the folder was moved away from the images its manifest points at (paths
+    relative to the folder): summary.json's ``prepared_at`` is not where it is now and the first
+    image file is not found from here. One stat; nothing when the images moved along."""
+    was, now = summary.get("prepared_at"), str(data.root.resolve())
+    first = next((it for it in data.items if not isinstance(it["image"], dict)), None)
+    if was is None or was == now or first is None or data.image_path(first).exists():
+        return
+    raise UserError(
+        f"{data.root}: image {data.image_path(first)} (item {first['id']}) is not found; the folder "
+        f"was prepared at {was} and its image paths are relative to it, so it has moved away "
+        f"from its images. Move it back, or point it at the images from where it is now: "
+        f"python data.py relocate --data {data.root}"
+    )
 
 
 def check_text_encoder(data: PreparedData, text_encoder: str) -> None:

@@ -109,6 +109,7 @@ SCRIPT_RUNS = {
 
 # Parsed by the entry point's own parser only.
 PARSED = {
+    "python data.py relocate --data data/iapr": NEEDS_IAPR,
     "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python train.py --demo --out runs/demo-avx2": FULL_DEMO,
     "python train.py --demo --backbone clip --clip-model tiny": FULL_DEMO,
     "python train.py --demo --objective dcmh": FULL_DEMO,
