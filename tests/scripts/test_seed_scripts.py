@@ -241,7 +241,7 @@ def test_reproduce_seed_demo_passes_demo_and_extra_flags(tmp_path):
 
 @pytest.mark.slow
 def test_run_all_bits_with_seeds_end_to_end(tiny_prepared, tmp_path, tiny_flags):
-    """Two seeds at 16 / 32 / 64 bits on the tiny fixture, one epoch each: run folders
+    """Two seeds at 16 and 64 bits (--bits) on the tiny fixture, one epoch each: run folders
     bits{B}/seed{S}, results.md with ± in every mean cell, results.json with per-seed entries;
     a rerun skips the finished runs and resumes the one whose results.json is gone."""
     flags = [
@@ -250,20 +250,21 @@ def test_run_all_bits_with_seeds_end_to_end(tiny_prepared, tmp_path, tiny_flags)
         if f not in ("--bits", "--margin") and tiny_flags[i - 1] not in ("--bits", "--margin")
     ]
     out = tmp_path / "sweep"
-    cmd = [str(ROOT / "scripts/run_all_bits.sh"), str(out), "--seeds", "0", "1"]
+    cmd = [str(ROOT / "scripts/run_all_bits.sh"), str(out), "--bits", "16", "64", "--seeds", "0", "1"]
     cmd += ["--data", str(tiny_prepared), *flags, "--epochs", "1", "--query-every", "1"]
     r = run_script(*cmd, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
-    for bits in (16, 32, 64):
+    assert not (out / "bits32").exists()
+    for bits in (16, 64):
         for seed in (0, 1):
             run = out / f"bits{bits}" / f"seed{seed}"
             assert json.loads((run / "args.json").read_text())["seed"] == seed
             results = json.loads((run / "results.json").read_text())
             assert (results["bits"], results["margin"]) == (bits, bits * 12 / 32)
     cells = mean_cells((out / "results.md").read_text())
-    assert len(cells) == 3 * 2 * 3 and all(" ± " in c for c in cells), cells
+    assert len(cells) == 2 * 2 * 3 and all(" ± " in c for c in cells), cells
     record = json.loads((out / "results.json").read_text())
-    assert [g["bits"] for g in record["code_lengths"]] == [16, 32, 64]
+    assert [g["bits"] for g in record["code_lengths"]] == [16, 64]
     for g in record["code_lengths"]:
         assert [p["seed"] for p in g["per_seed"]] == [0, 1]
         assert all(isinstance(p["map_i2t"], float) for p in g["per_seed"])
@@ -272,7 +273,7 @@ def test_run_all_bits_with_seeds_end_to_end(tiny_prepared, tmp_path, tiny_flags)
     (out / "bits16" / "seed1" / "results.json").unlink()
     r = run_script(*cmd, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stderr.count("already finished (results.json present)") == 5
+    assert r.stderr.count("already finished (results.json present)") == 3
     assert f"resuming {out}/bits16/seed1" in r.stderr
     assert (out / "bits16" / "seed1" / "results.json").is_file()
 
