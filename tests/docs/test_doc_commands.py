@@ -67,6 +67,16 @@ TEST_CHAIN = (
     "python -m venv .venv && . .venv/bin/activate && pip install -q -r requirements-dev.txt "
     "&& pytest"
 )
+TWEMOJI_FROZEN = (
+    "--image-model timm:efficientnet_lite0 --image-weights \"$LITE0\" --text-model \"$MINILM\" "
+    "--pooling mean --image-size 224 --freeze-backbones --feature-cache runs/twemoji-features "
+    "--epochs 60 --lr 1e-3 --batch-size 128 --eval-every 5 --no-progress"
+)
+TAU_SWEEP = (
+    "for tau in {taus}; do bash scripts/compare_objectives.sh runs/tau-$tau --data data/twemoji "
+    "--bits {bits} --seeds 0 1 2 --parallel 2 " + TWEMOJI_FROZEN + " --objectives proxy --proxy "
+    '"--objective proxy --proxy-threshold $tau"; done'
+)
 
 # Run by this module (see the tests below).
 RUN = {
@@ -105,10 +115,13 @@ SCRIPT_RUNS = {
     "bash scripts/run_all_bits.sh runs/seeds --demo --seeds 0 1": (6, FULL_DEMO),
     "bash scripts/reproduce_seed.sh --demo runs/reproduce-demo --epochs 2": (18, FULL_DEMO),
     "bash scripts/compare_objectives.sh runs/cmp --demo": (12, FULL_DEMO),
+    TAU_SWEEP.format(taus="0 0.1 0.2", bits="16 32 64"): (27, NEEDS_NPM),
+    TAU_SWEEP.format(taus="0.3 0.4", bits="32"): (6, NEEDS_NPM),
 }
 
 # Parsed by the entry point's own parser only.
 PARSED = {
+    'python train.py --data data/twemoji --image-model timm:efficientnet_lite0 --image-weights "$LITE0" --text-model "$MINILM" --pooling mean --freeze-backbones --epochs 60 --lr 1e-3 --batch-size 128 --eval-every 5 --bits 32 --out runs/twemoji-32': NEEDS_NPM,
     "python data.py relocate --data data/iapr": NEEDS_IAPR,
     "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python train.py --demo --out runs/demo-avx2": FULL_DEMO,
     "python train.py --demo --backbone clip --clip-model tiny": FULL_DEMO,
@@ -317,6 +330,7 @@ def test_sweep_scripts_call_train_with_valid_flags(command, tmp_path):
         "CALLS": str(calls),
         "REAL_PYTHON": sys.executable,
         "MINILM": "/models/all-MiniLM-L6-v2",
+        "LITE0": "/models/efficientnet-lite0.pth",
     }
     line = command.replace("bash scripts/", f"bash {ROOT}/scripts/", 1)
     r = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True)
