@@ -14,7 +14,8 @@
 # reference"), --triplet-all "FLAGS" ("--triplets all"), --dcmh "FLAGS" ("--objective dcmh
 # --recipe dcmh"; explicit flags win over the recipe, and with --demo its CPU sizes do too, but
 # never its Adam learning rate under SGD) and --proxy "FLAGS" ("--objective proxy");
-# --objectives "NAMES" runs some of them (default all four, in that order).
+# --objectives "NAMES" runs some of them: any of triplet-reference triplet-all dcmh proxy
+# (default all four, in that order).
 # Runs scripts/run_all_bits.sh OUT/NAME for each (run folders bits{B}, or bits{B}/seed{S} with
 # --seeds; finished runs are skipped, interrupted ones resumed), then
 # scripts/objective_results.py OUT, which writes OUT/results.md and OUT/results.json (printed).

@@ -1,4 +1,4 @@
-"""One table of the objectives compared by scripts/compare_objectives.sh.
+"""One table of the objectives compared by scripts/compare_objectives.sh: OUT/results.md and OUT/results.json.
 
     python scripts/objective_results.py OUT
 

@@ -124,7 +124,10 @@ def parse_args(argv: list[str] | None = None):
     d.add_argument("--n-items", type=int, default=1500, help="number of synthetic items")
     d.add_argument("--image-size", type=int, default=96, help="side of the synthetic images")
     d.add_argument("--seed", type=int, default=0, help="seed of the generator and the split")
-    r = sub.add_parser("relocate", help="point a prepared folder that was moved at its images again")
+    r = sub.add_parser("relocate", help="point a prepared folder that was moved at its images again",
+                       description="Rewrite the image paths of a prepared folder moved away from its "
+                       "images so that they name the same files from where it is now (no new "
+                       "prepare; cmh/data/relocate.py).")  # fmt: skip
     r.add_argument("--data", type=Path, required=True, help="the prepared folder, where it is now")
     r.add_argument("--from", dest="old", type=Path,
                    help="where it was prepared (default: summary.json's prepared_at)")  # fmt: skip

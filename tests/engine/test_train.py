@@ -139,7 +139,9 @@ def test_every_cheap_problem_in_one_message_before_any_model(tmp_path, tiny_flag
 
 def test_existing_run_needs_resume(finished_run, tiny_prepared, tiny_flags, capsys):
     assert run_train(tiny_prepared, finished_run, tiny_flags) == 2
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--resume" in err and "(it finished: --resume --epochs N trains it further)" in err
+    assert f"or delete {finished_run}" in err
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(
