@@ -116,6 +116,14 @@ SCRIPT_RUNS = {
     "bash scripts/reproduce_seed.sh --demo runs/reproduce-demo --epochs 2": (18, FULL_DEMO),
     "bash scripts/compare_objectives.sh runs/cmp --demo": (12, FULL_DEMO),
     TAU_SWEEP.format(taus="0 0.1 0.2", bits="16 32 64"): (27, NEEDS_NPM),
+    "bash scripts/compare_objectives.sh runs/cmp-twemoji --data data/twemoji --bits 16 32 64 --seeds 0 1 2 "
+    "--parallel 2 " + TWEMOJI_FROZEN + ' --dcmh "--objective dcmh"': (36, NEEDS_NPM),
+    "bash scripts/compare_objectives.sh runs/cmp-text --data data/real --bits 16 32 64 --seeds 0 1 2 "
+    '--parallel 2 --modalities text --text-model "$MINILM" --pooling mean --freeze-backbones '
+    "--batch-size 128 --epochs 20 --lr 1e-3 --eval-every 2 --no-progress "
+    '--dcmh "--objective dcmh"': (36, NEEDS_REAL),
+    "bash scripts/compare_objectives.sh runs/cmp-demo --demo --bits 32 --seeds 0 1 2 --parallel 2 "
+    '--no-progress --dcmh "--objective dcmh"': (12, FULL_DEMO),
     TAU_SWEEP.format(taus="0.3 0.4", bits="32"): (6, NEEDS_NPM),
 }
 
