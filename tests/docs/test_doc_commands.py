@@ -129,6 +129,7 @@ SCRIPT_RUNS = {
 
 # Parsed by the entry point's own parser only.
 PARSED = {
+    "python bench/bench_parallel.py": BENCH_DEMO,
     'python train.py --data data/twemoji --image-model timm:efficientnet_lite0 --image-weights "$LITE0" --text-model "$MINILM" --pooling mean --freeze-backbones --epochs 60 --lr 1e-3 --batch-size 128 --eval-every 5 --bits 32 --out runs/twemoji-32': NEEDS_NPM,
     "python data.py relocate --data data/iapr": NEEDS_IAPR,
     "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python train.py --demo --out runs/demo-avx2": FULL_DEMO,
