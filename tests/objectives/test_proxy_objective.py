@@ -179,3 +179,37 @@ def test_resume_is_exact(tiny_prepared, compare_flags, tmp_path):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "full" / "metrics.jsonl").open()]
     assert losses == [json.loads(x)["loss"] for x in (tmp_path / "cut" / "metrics.jsonl").open()]
     assert "proxy" not in torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+
+
+def _rank_steps(rank: int, world: int, init: str, out: str) -> None:
+    """One rank: the same seeded proxies, its own batch, three backward passes (the hook
+    averages the proxy gradient over the ranks and steps); its proxies saved for the parent."""
+    import torch.distributed as tdist
+
+    from cmh.engine.torchrun import Dist
+
+    tdist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        state = ProxyState(4, 8, seed=3, lr=0.02, device=torch.device("cpu"), dist=Dist(rank, world))
+        generator = torch.Generator().manual_seed(100 + rank)  # each rank's own batch
+        labels = labels_of([[0, 1], [2], [3], [1, 2]], 4)
+        for _ in range(3):
+            codes = torch.tanh(torch.randn(4, 8, generator=generator))
+            proxy_loss(None, codes, labels, state.weight, 0.0, 0.8)["loss"].backward()
+        torch.save(state.weight.detach(), f"{out}/rank{rank}.pt")
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_proxies_stay_equal_on_every_rank_without_the_global_batch(tmp_path):
+    """Under torchrun without --global-triplets each rank's loss is its own slice's: the hook
+    averages the proxy gradient over the ranks before stepping, so the ranks' proxies stay equal
+    (and differ from a rank that stepped alone)."""
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_rank_steps, args=(2, init, str(tmp_path)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert torch.equal(a, b)
+    alone = ProxyState(4, 8, seed=3, lr=0.02, device=torch.device("cpu"))
+    assert not torch.equal(a, alone.weight.detach())  # they moved
