@@ -101,6 +101,7 @@ class HashingDataset(Dataset):
         items = [data.items[row] for row in data.rows(self.ids)]
         self.labels = torch.from_numpy(data.label_matrix(self.ids))  # [N, C]
         self.paths = [data.image_path(item) for item in items] if images else None
+        self.moved_hint = data.moved_hint()
         self._arrays: dict[Path, ImageArray] = {}  # image arrays opened (cmh.data.caches.image_array)
         self.transform = image_transform(image_size, train, framing, norm) if images else None
         self.seed = seed
@@ -150,7 +151,7 @@ class HashingDataset(Dataset):
         out: dict[str, Any] = {"labels": self.labels[i], "index": self.ids[i]}
         if self.paths is not None:
             g = None if epoch is None else item_generator(self.seed, epoch, self.ids[i])
-            image = load_item_image(self.paths[i], self.ids[i], self._arrays)
+            image = load_item_image(self.paths[i], self.ids[i], self._arrays, self.moved_hint)
             out["image"] = self.transform(image, g)
         if self.input_ids is not None:
             tokens, choices = self.input_ids[i], self.caption_choices.get(i)

@@ -133,12 +133,15 @@ def image_decodes(path: Path) -> bool:
     return True
 
 
-def load_image(path: Path, item_id: int) -> Image.Image:
+def load_image(path: Path, item_id: int, moved_hint: str = "") -> Image.Image:
     """Open an image as RGB (see :func:`_to_rgb`); UserError naming the item and file if the file
-    cannot be decoded (empty, truncated, not an image)."""
+    is missing (with ``moved_hint``: PreparedData.moved_hint) or cannot be decoded (empty,
+    truncated, not an image)."""
     try:
         with Image.open(path) as image:
             return _to_rgb(image)
+    except FileNotFoundError:
+        raise UserError(f"item {item_id}: image {path} does not exist{moved_hint}") from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, DecompressionBombError...
         raise UserError(
             f"item {item_id}: cannot read image {path} ({type(exc).__name__}: {exc}); replace "

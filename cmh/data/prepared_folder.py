@@ -37,6 +37,7 @@ class PreparedData:
     splits: dict[str, list[int]]
     vocab: list[str]
     bow_width: int | None = None  # the lists' bag-of-words width; None: len(vocab)
+    prepared_at: str | None = None  # summary.json's: where the folder was prepared
     _index: dict[int, int] | None = field(default=None, repr=False, compare=False)
 
     def index_of(self) -> dict[int, int]:
@@ -72,6 +73,17 @@ class PreparedData:
         if isinstance(item["image"], dict):
             return image_array.ref_path(self.root, item["image"])
         return Path(os.path.normpath(self.root / item["image"]))
+
+    def moved_hint(self) -> str:
+        """What to tell a user whose image is missing when the folder was moved away from its
+        images (prepared elsewhere; the image paths are relative to it); "" otherwise."""
+        if self.prepared_at is None or self.prepared_at == str(self.root.resolve()):
+            return ""
+        return (
+            f"; {self.root} was prepared at {self.prepared_at} and has moved since (its image "
+            "paths are relative to it): move it back, or point it at the images from where it "
+            f"is now with `python data.py relocate --data {self.root}`"
+        )
 
     def has_captions(self) -> bool:
         """Whether the items carry text as strings (a bag-of-words .mat set has none)."""
@@ -164,26 +176,10 @@ def load_prepared(root: str | Path) -> PreparedData:
         splits=_read_json(root / "splits.json"),
         vocab=_read_lines(root / "vocab.txt"),
         bow_width=summary.get("bow_dim") if summary.get("source") in BOW_SOURCES else None,
+        prepared_at=summary.get("prepared_at"),
     )
     _check_consistent(data, summary)
-    check_not_moved(data, summary)
     return data
-
-
-def check_not_moved(data: PreparedData, summary: dict) -> None:
-    """UserError when the folder was moved away from the images its manifest points at (paths
-    relative to the folder): summary.json's ``prepared_at`` is not where it is now and the first
-    image file is not found from here. One stat; nothing when the images moved along."""
-    was, now = summary.get("prepared_at"), str(data.root.resolve())
-    first = next((it for it in data.items if not isinstance(it["image"], dict)), None)
-    if was is None or was == now or first is None or data.image_path(first).exists():
-        return
-    raise UserError(
-        f"{data.root}: image {data.image_path(first)} (item {first['id']}) is not found; the folder "
-        f"was prepared at {was} and its image paths are relative to it, so it has moved away "
-        f"from its images. Move it back, or point it at the images from where it is now: "
-        f"python data.py relocate --data {data.root}"
-    )
 
 
 def check_text_encoder(data: PreparedData, text_encoder: str) -> None:

@@ -575,7 +575,11 @@ def test_data_main_and_prepare_step_write_the_same_folder(tmp_path: Path) -> Non
             "--seed", "7"]  # fmt: skip
     summary = prepare.prepare(data.parse_args(argv))
     assert summary == json.loads((tmp_path / "via_fn/summary.json").read_text())
-    for name in ("manifest.jsonl", "labels.txt", "splits.json", "vocab.txt", "summary.json"):
+    for name in ("manifest.jsonl", "labels.txt", "splits.json", "vocab.txt"):
         texts = {(tmp_path / d / name).read_text() for d in ("via_data", "via_fn")}
         assert len(texts) == 1, name
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("via_data", "via_fn")]
+    for d, s in zip(("via_data", "via_fn"), summaries, strict=True):
+        assert s.pop("prepared_at") == str((tmp_path / d).resolve())  # where each was written
+    assert summaries[0] == summaries[1]
     assert len(data.load_prepared(tmp_path / "via_fn").items) == 40

@@ -24,10 +24,12 @@ def test_a_moved_folder_is_named_as_moved_and_relocate_points_it_back(demo, tmp_
     moved = tmp_path / "elsewhere" / "prep"
     moved.parent.mkdir()
     shutil.move(demo / "prepared", moved)
-    with pytest.raises(UserError) as info:
-        data.load_prepared(moved)
+    stale = data.HashingDataset(data.load_prepared(moved), "train", None, 16, 16)  # loads: text
+    with pytest.raises(UserError) as info:  # alone would need no image; the first image read fails
+        stale[0]
     message = str(info.value)
-    assert f"the folder was prepared at {(demo / 'prepared').resolve()}" in message
+    assert "image " in message and "does not exist; " in message
+    assert f"{moved} was prepared at {(demo / 'prepared').resolve()} and has moved since" in message
     assert f"python data.py relocate --data {moved}" in message
     assert data.main(["relocate", "--data", str(moved)]) == 0
     assert "40 image paths now point at the images" in capsys.readouterr().out

@@ -132,14 +132,15 @@ def open_ref(ref: str | Path):
     return ImageArray(parsed[0]).image(parsed[1])
 
 
-def load_item_image(path: Path, item_id: int, arrays: dict[Path, ImageArray]):
-    """The PIL RGB image of an item: a file (:func:`cmh.data.image_transforms.load_image`) or an array row
-    reference. ``arrays`` keeps the arrays opened so far (one memory map per process)."""
+def load_item_image(path: Path, item_id: int, arrays: dict[Path, ImageArray], moved_hint: str = ""):
+    """The PIL RGB image of an item: a file (:func:`cmh.data.image_transforms.load_image`, whose
+    missing-file error carries ``moved_hint``) or an array row reference. ``arrays`` keeps the
+    arrays opened so far (one memory map per process)."""
     parsed = parse_ref(path)
     if parsed is None:
         from cmh.data.image_transforms import load_image
 
-        return load_image(path, item_id)
+        return load_image(path, item_id, moved_hint)
     array_path, row = parsed
     if array_path not in arrays:
         arrays[array_path] = ImageArray(array_path)

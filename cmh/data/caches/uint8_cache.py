@@ -75,7 +75,8 @@ class _Decode(Dataset):
         from PIL import Image
 
         item = self.data.items[row]
-        image = load_item_image(self.data.image_path(item), item["id"], self.arrays)
+        image = load_item_image(self.data.image_path(item), item["id"], self.arrays,
+                                self.data.moved_hint())  # fmt: skip
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
 
