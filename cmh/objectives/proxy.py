@@ -198,7 +198,7 @@ PROXY = register_objective(
         add_flags=add_flags,
         check=check,
         refuses={"cuda_graphs": "its proxies step inside backward, outside the captured step"},
-        loss=lambda args, terms: ProxyLoss(args, terms),
+        loss=ProxyLoss,
         new_state=new_state,
     )
 )

@@ -71,6 +71,18 @@ def losses_and_weights(out: Path) -> tuple[list[float], dict]:
     return [json.loads(x)["loss"] for x in lines], torch.load(out / "last.pt", weights_only=True)
 
 
+def three_epochs_equal(tmp_path: Path) -> tuple[dict, dict]:
+    """The runs tmp_path/one and tmp_path/two: three epoch losses that moved and agree within
+    1e-4 relative, and model weights within 1e-4; their last.pt states (one, two)."""
+    (la, one), (lb, two) = (losses_and_weights(tmp_path / n) for n in ("one", "two"))
+    assert len(la) == len(lb) == 3 and la[0] != la[-1]
+    for a, b in zip(la, lb, strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a), (la, lb)
+    for k, v in one["model"].items():
+        torch.testing.assert_close(two["model"][k], v, atol=1e-4, rtol=0, msg=k)
+    return one, two
+
+
 @pytest.mark.slow
 def test_two_processes_fine_tuning_equals_one(tiny_prepared, tmp_path, tiny_flags):
     """BERT fine-tuned end to end from JPEGs with augmentation on, under torchrun, equals one
@@ -126,12 +138,7 @@ def test_two_processes_dcmh_equals_one(tiny_prepared, tmp_path, tiny_flags):
              "--feature-cache", str(tmp_path / "features"), "--epochs", "3", "--eval-every", "3"]  # fmt: skip
     launch(1, tiny_prepared, tmp_path / "one", flags)
     launch(2, tiny_prepared, tmp_path / "two", flags)
-    (la, one), (lb, two) = (losses_and_weights(tmp_path / n) for n in ("one", "two"))
-    assert len(la) == len(lb) == 3 and la[0] != la[-1]
-    for a, b in zip(la, lb, strict=True):
-        assert abs(a - b) <= 1e-4 * abs(a), (la, lb)
-    for k, v in one["model"].items():
-        torch.testing.assert_close(two["model"][k], v, atol=1e-4, rtol=0, msg=k)
+    one, two = three_epochs_equal(tmp_path)
     for k in ("F", "G"):
         torch.testing.assert_close(two["dcmh"][k], one["dcmh"][k], atol=1e-4, rtol=0, msg=k)
     codes = torch.where(two["dcmh"]["F"] + two["dcmh"]["G"] >= 0, 1.0, -1.0)
@@ -165,11 +172,6 @@ def test_two_processes_proxy_equals_one(tiny_prepared, tmp_path, compare_flags):
     launch(1, tiny_prepared, tmp_path / "one", flags)
     launch(2, tiny_prepared, tmp_path / "two", flags)
     assert_diverse(tmp_path / "one")
-    (la, one), (lb, two) = (losses_and_weights(tmp_path / n) for n in ("one", "two"))
-    assert len(la) == len(lb) == 3 and la[0] != la[-1]
-    for a, b in zip(la, lb, strict=True):
-        assert abs(a - b) <= 1e-4 * abs(a), (la, lb)
-    for k, v in one["model"].items():
-        torch.testing.assert_close(two["model"][k], v, atol=1e-4, rtol=0, msg=k)
+    one, two = three_epochs_equal(tmp_path)
     assert not torch.equal(one["proxy"]["proxies"], torch.zeros_like(one["proxy"]["proxies"]))
     torch.testing.assert_close(two["proxy"]["proxies"], one["proxy"]["proxies"], atol=1e-4, rtol=0)

@@ -67,6 +67,7 @@ class _Decode(Dataset):
 
     def __init__(self, data: PreparedData, size: int) -> None:
         self.data, self.size, self.arrays = data, size, {}
+        self.moved_hint = data.moved_hint()  # once, not per image
 
     def __len__(self) -> int:
         return len(self.data.items)
@@ -75,8 +76,7 @@ class _Decode(Dataset):
         from PIL import Image
 
         item = self.data.items[row]
-        image = load_item_image(self.data.image_path(item), item["id"], self.arrays,
-                                self.data.moved_hint())  # fmt: skip
+        image = load_item_image(self.data.image_path(item), item["id"], self.arrays, self.moved_hint)
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
 
