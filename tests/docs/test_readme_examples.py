@@ -141,8 +141,11 @@ def test_the_retrieval_examples_run_and_show_the_demo_data(retrieved):
     kernels (the query line, the header, the number of rows) is compared on any machine."""
     kinds = [shlex.split(command)[2] for _, command, _, _ in retrieved]
     assert kinds.count("index") == 1 and kinds.count("query") >= 2, kinds
+    def rows(lines):  # the tie line ("+N more at distance D") depends on the codes: not counted
+        return [line for line in lines if not line.startswith("+")]
+
     for page, command, expected, printed in retrieved:
-        assert len(printed) == len(expected), (page, command, printed)
+        assert len(rows(printed)) == len(rows(expected)), (page, command, printed)
         if shlex.split(command)[2] == "query":
             assert printed[0] == expected[0], (page, command)  # the query and the database
             assert printed[1] == expected[1], (page, command)  # the header
