@@ -198,15 +198,21 @@ def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
         k: torch.stack([b[k] for b in batch]) for k in ("image", "labels", "bow") if k in batch[0]
     }
     if "input_ids" in batch[0]:
-        length = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), length), dtype=torch.long)
-        for r, b in enumerate(batch):
-            ids[r, : len(b["input_ids"])] = b["input_ids"]
-            mask[r, : len(b["input_ids"])] = 1
-        out["input_ids"], out["attention_mask"] = ids, mask
+        out["input_ids"], out["attention_mask"] = pad_tokens([b["input_ids"] for b in batch], pad_id)
     out["index"] = torch.tensor([b["index"] for b in batch], dtype=torch.long)
     return out
+
+
+def pad_tokens(rows, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id sequences (lists or tensors) -> (ids [B, L] padded with ``pad_id`` on the right
+    to the longest, attention mask [B, L]: 1 = token, 0 = padding)."""
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[r, : len(row)] = 1
+    return ids, mask
 
 
 def seed_worker(worker_id: int) -> None:

@@ -110,7 +110,7 @@ def item_generator(seed: int, epoch: int, item_id: int, stream: int = 0) -> torc
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """RGB from any mode: grayscale, CMYK, palette and alpha by PIL; 16-bit grayscale scaled by
     1/257 first (PIL's own conversion clips it to 255, turning most of the image white)."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
@@ -134,12 +134,12 @@ def image_decodes(path: Path) -> bool:
 
 
 def load_image(path: Path, item_id: int, moved_hint: str = "") -> Image.Image:
-    """Open an image as RGB (see :func:`_to_rgb`); UserError naming the item and file if the file
+    """Open an image as RGB (see :func:`to_rgb`); UserError naming the item and file if the file
     is missing (with ``moved_hint``: PreparedData.moved_hint) or cannot be decoded (empty,
     truncated, not an image)."""
     try:
         with Image.open(path) as image:
-            return _to_rgb(image)
+            return to_rgb(image)
     except FileNotFoundError:
         raise UserError(f"item {item_id}: image {path} does not exist{moved_hint}") from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, DecompressionBombError...

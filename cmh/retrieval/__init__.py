@@ -1,5 +1,18 @@
-"""cmh.retrieval: searching hash codes (retrieve.py).
+"""cmh.retrieval: hashing and searching collections (retrieve.py, and the Python API).
 
-    binary_index  FAISS binary indexes with evaluate.py's tie order, the index folder
+    hasher        Hasher: a checkpoint's model as a hash function (images, texts -> packed codes)
+    binary_index  FAISS binary indexes (flat, HNSW, IVF, MIH), their parameters, evaluate.py's tie order
+    index_folder  the index folder: items, codes, FAISS files, written a whole generation at a time
+    collection    what an index holds: a prepared split, or a folder of images and a file of captions
+    searching     Searcher: queries by text, image or item (retrieve.py query and the page)
     results_page  the printed table and the HTML page of retrieve.py query
+    server        the live search page of retrieve.py serve (Flask, an optional requirement)
+
+The Python API (Hasher, load_index, Searcher) with an example: docs/retrieval.md.
 """
+
+from cmh.retrieval.hasher import Hasher
+from cmh.retrieval.index_folder import Index, load_index
+from cmh.retrieval.searching import Searcher
+
+__all__ = ["Hasher", "Index", "Searcher", "load_index"]

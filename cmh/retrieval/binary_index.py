@@ -1,11 +1,12 @@
-"""FAISS binary indexes of ±1 hash codes: packing, building, exact tie order, the index folder.
+"""FAISS binary indexes of ±1 hash codes: packing, building, parameters, exact tie order.
 
 Codes are packed 8 bits a byte (bit set for +1, zero padding to whole bytes) into
-IndexBinaryFlat (exact), IndexBinaryHNSW or IndexBinaryIVF (approximate). :func:`search`
-returns evaluate.py's ranking: by Hamming distance, ties by database position (FAISS itself
-does not order equal distances; see its docstring). An index folder holds ``image.faiss``,
-``text.faiss``, ``codes.npz``, ``items.json`` and ``meta.json``, each written whole by one
-writer at a time, meta.json last (:func:`write_index_dir`), read back by :func:`load_index`.
+IndexBinaryFlat (exact), IndexBinaryHNSW, IndexBinaryIVF or IndexBinaryMultiHash (multi-index
+hashing, after Norouzi et al.; approximate in FAISS: a code is found when one of its substrings
+lies within ``nflip`` bits of the query's). :func:`choose_params` picks each kind's parameters
+from the code length and the number of codes; :func:`search` returns evaluate.py's ranking: by
+Hamming distance, ties by database position (FAISS itself does not order equal distances; see
+its docstring). The index folder that holds them is :mod:`cmh.retrieval.index_folder`.
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
 
-from cmh.utils.atomic_io import atomic_path, write_text_atomic
 from cmh.utils.errors import UserError
-from cmh.utils.folder_lock import writing_folder
 
 MODALITIES = ("image", "text")
-KINDS = ("flat", "hnsw", "ivf")
-FORMAT_VERSION = 1
+KINDS = ("flat", "hnsw", "ivf", "mih")
+# The build parameters of each kind and the search parameters (which a query may override).
+BUILD_PARAMS = {"hnsw": ("hnsw_m", "ef_construction"), "ivf": ("nlist",), "mih": ("nhash", "b")}
+SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",), "mih": ("nflip",)}
+DEFAULTS = {"hnsw_m": 16, "ef_construction": 40, "ef_search": 128, "nprobe": 16, "nflip": 1}
 
 
 def pack_codes(codes: np.ndarray) -> np.ndarray:
@@ -41,23 +40,59 @@ def auto_nlist(n: int) -> int:
     return max(1, min(round(math.sqrt(n)), n // 39))
 
 
+def mih_split(n: int, bits: int) -> tuple[int, int]:
+    """(nhash, b) of multi-index hashing for n codes of ``bits``: substrings of b = log2(n) bits
+    (Norouzi et al.'s choice: a substring's table then holds about one code per key), between 8
+    and 32 and at most ``bits``, and as many of them as fit (nhash = bits // b)."""
+    b = min(bits, 32, max(8, round(math.log2(max(n, 2)))))
+    return bits // b, b
+
+
+def choose_params(kind: str, n: int, bits: int, given: dict | None = None) -> dict:
+    """The parameters of a ``kind`` index over n codes of ``bits``: those in ``given`` (not
+    None), the rest chosen (IVF nlist about sqrt(n); MIH substrings from :func:`mih_split`;
+    DEFAULTS otherwise). Only the kind's own parameters are returned."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if given.get("nlist") == 0:  # --nlist 0: chosen
+        del given["nlist"]
+    chosen = dict(DEFAULTS)
+    chosen["nlist"] = auto_nlist(n)
+    chosen["nhash"], chosen["b"] = mih_split(n, bits)
+    if "b" in given and "nhash" not in given:
+        chosen["nhash"] = bits // given["b"]
+    names = BUILD_PARAMS.get(kind, ()) + SEARCH_PARAMS.get(kind, ())
+    params = {k: given.get(k, chosen[k]) for k in names}
+    if kind == "mih" and not 1 <= params["nhash"] * params["b"] <= bits:
+        raise UserError(
+            f"--nhash {params['nhash']} x --b {params['b']} bits must fit in the {bits}-bit codes"
+        )
+    return params
+
+
+def describe(kind: str, params: dict) -> str:
+    """``flat (exact)`` or ``mih nhash=3 b=21 nflip=1``: what retrieve.py says it built."""
+    return "flat (exact)" if kind == "flat" else " ".join([kind, *(f"{k}={v}" for k, v in params.items())])
+
+
 def build_index(packed: np.ndarray, kind: str = "flat", params: dict | None = None):
     """A FAISS binary index over packed codes uint8 [N, B] (d = 8B), items at positions 0..N-1.
 
-    params: hnsw_m, ef_construction, ef_search (hnsw); nlist (0 = auto_nlist), nprobe (ivf)."""
-    p, d = dict(params or {}), 8 * packed.shape[1]
+    params: those :func:`choose_params` returns (missing ones are chosen the same way)."""
+    d = 8 * packed.shape[1]
+    p = choose_params(kind, len(packed), d, params)
     if kind == "flat":
         index = faiss.IndexBinaryFlat(d)
     elif kind == "hnsw":
         index = faiss.IndexBinaryHNSW(d, p["hnsw_m"])
         index.hnsw.efConstruction = p["ef_construction"]
     elif kind == "ivf":
-        nlist = p["nlist"] or auto_nlist(len(packed))
-        if not 1 <= nlist <= len(packed):
-            raise UserError(f"--nlist must be in 1..{len(packed)} (the items), got {nlist}")
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, nlist)
+        if not 1 <= p["nlist"] <= len(packed):
+            raise UserError(f"--nlist must be in 1..{len(packed)} (the items), got {p['nlist']}")
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, p["nlist"])
         index.cp.max_points_per_centroid = 64  # k-means on <= 64 * nlist sampled codes
         index.train(packed)
+    elif kind == "mih":
+        index = faiss.IndexBinaryMultiHash(d, p["nhash"], p["b"])
     else:
         raise UserError(f"--kind must be one of {KINDS}, got {kind!r}")
     index.add(packed)
@@ -66,11 +101,13 @@ def build_index(packed: np.ndarray, kind: str = "flat", params: dict | None = No
 
 
 def set_search_params(index, params: dict) -> None:
-    """efSearch (HNSW) and nprobe (IVF, at most nlist) from params where given."""
+    """efSearch (HNSW), nprobe (IVF, at most nlist) and nflip (MIH) from params where given."""
     if hasattr(index, "hnsw") and params.get("ef_search"):
         index.hnsw.efSearch = params["ef_search"]
     if hasattr(index, "nprobe") and params.get("nprobe"):
         index.nprobe = min(params["nprobe"], index.nlist)
+    if hasattr(index, "nflip") and params.get("nflip") is not None:
+        index.nflip = params["nflip"]
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,96 +168,3 @@ def fingerprint(state: dict) -> str:
     return h.hexdigest()
 
 
-INDEX_FILES = ("meta.json", "codes.npz", "items.json", *(f"{m}.faiss" for m in MODALITIES))
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that holds an index without --overwrite, or anything this tool did not
-    write (named: --overwrite replaces the index's own files, never a file of yours)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if not out.is_dir():
-        return
-    foreign = sorted(
-        n for n in os.listdir(out) if n not in INDEX_FILES and not n.startswith(".")
-    )
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise UserError(
-            f"--out {out} holds what an index does not: {shown}. Move it out of the folder, "
-            "or choose another --out"
-        )
-    if (out / "meta.json").is_file() and not overwrite:
-        raise UserError(f"--out {out} already holds an index; pass --overwrite to replace it")
-
-
-def write_index_dir(out: Path, encoded: dict, data, meta: dict, overwrite: bool) -> None:
-    """Build the faiss indexes and write them, the codes, items and meta into `out` under its
-    one-writer lock (an index already there is replaced only with `overwrite`). Each file is
-    written whole (atomic_path); meta.json, which makes the folder an index, goes first and
-    comes back last."""
-    with writing_folder(out, "an index build", done_when="meta.json"):
-        check_out(out, overwrite)  # again, now that no other build can write here
-        packed = {m: pack_codes(encoded[m]) for m in meta["modalities"]}
-        items = [data.items[row] for row in data.rows([int(i) for i in encoded["ids"]])]
-        fields = {"ids": "id", "captions": "caption", "labels": "labels"}
-        table = {key: [it[field] for it in items] for key, field in fields.items()}
-        table["images"] = [str(data.image_path(it).resolve()) for it in items]
-        table["label_names"] = list(data.label_names)
-        (out / "meta.json").unlink(missing_ok=True)
-        for name in INDEX_FILES[1:]:  # an earlier index's other modality
-            (out / name).unlink(missing_ok=True)
-        for m, codes in packed.items():
-            index = build_index(codes, meta["kind"], meta["params"])
-            with atomic_path(out / f"{m}.faiss") as tmp:
-                faiss.write_index_binary(index, str(tmp))
-        with atomic_path(out / "codes.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **packed)
-        write_text_atomic(out / "items.json", json.dumps(table, ensure_ascii=False))
-        write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-
-
-@dataclass
-class Index:
-    """An index folder in memory: meta.json, items.json, packed codes per modality."""
-
-    root: Path
-    meta: dict
-    items: dict
-    codes: dict[str, np.ndarray]  # modality -> uint8 [N, ceil(bits/8)]
-
-    def faiss_index(self, modality: str, params: dict):
-        path = self.root / f"{modality}.faiss"
-        index = faiss.read_index_binary(str(path))
-        if index.d != 8 * self.codes[modality].shape[1] or index.ntotal != self.meta["n_items"]:
-            raise UserError(
-                f"{path} holds {index.ntotal} codes of {index.d} bits; meta.json says "
-                f"{self.meta['n_items']} of {self.meta['bits']} bits: rebuild the index"
-            )
-        set_search_params(index, params)
-        return index
-
-    def row(self, item_id: int) -> int | None:
-        return self.items["ids"].index(item_id) if item_id in self.items["ids"] else None
-
-
-def check_index_folder(root: str | Path) -> None:
-    """UserError unless ``root`` holds an index's meta.json (cheap: before anything is loaded)."""
-    if not (Path(root) / "meta.json").is_file():
-        raise UserError(f"--index {root} is not an index folder (no meta.json); build one first")
-
-
-def load_index(root: str | Path) -> Index:
-    """Read an index folder written by `retrieve.py index`; UserError if it is not one."""
-    root = Path(root)
-    check_index_folder(root)
-    meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{root}/meta.json: format_version {meta.get('format_version')} != 1")
-    items = json.loads((root / "items.json").read_text(encoding="utf-8"))
-    with np.load(root / "codes.npz") as z:
-        codes = {m: z[m] for m in meta["modalities"]}
-    for m, c in codes.items():
-        if c.shape != (meta["n_items"], (meta["bits"] + 7) // 8):
-            raise UserError(f"{root}/codes.npz: {m} codes {c.shape} do not match meta.json bits")
-    return Index(root, meta, items, codes)

@@ -55,10 +55,11 @@ def result_rows(
     for rank, (d, p) in enumerate(zip(dist.tolist(), pos.tolist(), strict=True), start=1):
         if p < 0:
             break
-        labels = index.items["labels"][p]
+        labels = index.items["labels"][p] or []  # a collection's items have no labels
         rel = None if query_labels is None else bool(set(labels) & set(query_labels))
         row = {key[:-1]: index.items[key][p] for key in ("ids", "captions", "images")}
         row |= {"rank": rank, "distance": d, "relevant": rel, "labels": [names[c] for c in labels]}
+        row["row"] = p  # the item's row in the index
         rows.append(row)
     return rows
 
@@ -67,17 +68,20 @@ def format_results(info: dict, rows: list[dict], meta: dict, names: list[str]) -
     """The printed table: a header line, then rank, id, Hamming distance, relevant, caption."""
     what = info["modality"]
     if "id" in info:
-        what = f"item {info['id']} ({what}; {', '.join(names[c] for c in info['labels'])})"
+        labels = "; " + ", ".join(names[c] for c in info["labels"]) if info["labels"] else ""
+        what = f"item {info['id']} ({what}{labels})"
     q = info["caption"] if info["modality"] == "text" else _shown(info["image"])
+    n = meta.get("counts", {}).get(info["searched"], meta["n_items"])
     head = (
         f"query: {what} {q!r} -> {info['searched']} codes of {meta['split']} "
-        f"({meta['n_items']} items, {meta['bits']} bits, {meta['kind']})"
+        f"({n} items, {meta['bits']} bits, {meta['kind']})"
     )
     lines = [head, "rank  id        hamming  relevant  caption"]
     for r in rows:
         rel = TEXT_MARKS[r["relevant"]]
-        cap = r["caption"] if len(r["caption"]) <= 70 else r["caption"][:67] + "..."
-        lines.append(f"{r['rank']:>4}  {r['id']:<8}  {r['distance']:>7}  {rel:<8}  {cap}")
+        cap = r["caption"] or f"[image {Path(r['image']).name}]"
+        cap = cap if len(cap) <= 70 else cap[:67] + "..."
+        lines.append(f"{r['rank']:>4}  {r['id']!s:<8}  {r['distance']:>7}  {rel:<8}  {cap}")
     if tie_note(info, rows):
         lines.append(tie_note(info, rows))
     return "\n".join(lines)
@@ -138,7 +142,7 @@ def _thumbnail(image: str) -> str:
 
 def query_title(info: dict) -> str:
     """What the query was, in a line: the text, the image's file name, or the item's id."""
-    shown = info["caption"] if info["modality"] == "text" else Path(info["image"]).name
+    shown = info["caption"] if info["modality"] == "text" else Path(info["image"] or "upload").name
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     if "id" in info:
         return f"item {info['id']} ({info['modality']}): {shown}"
@@ -161,9 +165,10 @@ def write_html(path: Path, info: dict, rows: list[dict], meta: dict, embed: bool
     for r in rows:
         cls, mark = HTML_MARKS[r["relevant"]]
         cards.append(
-            f'<figure class="{cls}"><img src="{e(src(r["image"]))}" alt="{r["id"]}">'
-            f"<figcaption><b>#{r['rank']}</b> id {r['id']} · distance {r['distance']}"
-            f"{mark}<br>{e(r['caption'])}<br><small>{e(', '.join(r['labels']))}</small>"
+            f'<figure class="{cls}">'
+            + (f'<img src="{e(src(r["image"]))}" alt="{e(str(r["id"]))}">' if r["image"] else "")
+            + f"<figcaption><b>#{r['rank']}</b> id {e(str(r['id']))} · distance {r['distance']}"
+            f"{mark}<br>{e(r['caption'] or '')}<br><small>{e(', '.join(r['labels']))}</small>"
             "</figcaption></figure>"
         )
     page = (

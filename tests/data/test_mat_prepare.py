@@ -27,6 +27,7 @@ import data
 from cmh.data.caches.image_array import ImageArray, parse_ref
 from cmh.data.sources import mat_prepare
 from cmh.utils.errors import UserError
+from cmh.retrieval.index_folder import load_index
 
 N, H, W, VOCAB = 40, 12, 10, 30  # H != W: a swapped axis cannot pass
 PIXEL = (5, 7, 2, 0)  # item, row, column, channel of a known value
@@ -438,9 +439,9 @@ def test_bow_set_trains_evaluates_and_retrieve_shows_its_images(tmp_path: Path, 
     assert evaluate.main(["--checkpoint", str(run / "best.pt")]) == 0
     index = tmp_path / "index"
     assert retrieve.main(["index", "--checkpoint", str(run / "best.pt"), "--out", str(index)]) == 0
-    images = json.loads((index / "items.json").read_text())["images"]
+    images = load_index(index).items["images"]
     assert all(parse_ref(image) for image in images)
-    item = json.loads((index / "items.json").read_text())["ids"][0]
+    item = load_index(index).items["ids"][0]
     for embed in ("--no-embed", "--embed"):
         page = tmp_path / "pages" / f"{embed}.html"
         argv = ["query", "--index", str(index), "--item", str(item), "--k", "4"]

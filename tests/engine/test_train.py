@@ -264,9 +264,11 @@ def test_frozen_feature_mode(learn_prepared, tmp_path, caplog, capsys):
         assert retrieve.main(["index", "--checkpoint", best, "--out", str(index)]) == 0
         assert ("encoding from the feature cache" in capsys.readouterr().err) == cached
     (tmp_path / "moved").rename(cache)
-    codes = [np.load(tmp_path / f"index{c}" / "codes.npz") for c in (True, False)]
-    assert sorted(codes[0].files) == sorted(codes[1].files)
-    for name in codes[0].files:
+    from cmh.retrieval.index_folder import load_index
+
+    codes = [load_index(tmp_path / f"index{c}").codes for c in (True, False)]
+    assert sorted(codes[0]) == sorted(codes[1]) == ["image", "text"]
+    for name in codes[0]:
         assert np.array_equal(codes[0][name], codes[1][name]), name
 
 

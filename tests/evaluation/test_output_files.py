@@ -23,6 +23,7 @@ from cmh.evaluation import plots
 from cmh.evaluation.hamming_metrics import chance_level
 from cmh.evaluation.plots import EMPTY_RULE, LABEL_GAP, plot_figures, plot_title
 from cmh.retrieval import results_page
+from cmh.retrieval.index_folder import load_index
 
 
 def spy_on_plots(mp: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
@@ -162,7 +163,7 @@ def index(tiny_run, tmp_path_factory):
 def test_item_page_is_titled_explains_frames_and_embeds(index, tmp_path, capsys):
     from test_retrieve import printed_rows
 
-    items = json.loads((index / "items.json").read_text())
+    items = load_index(index).items
     item, page = items["ids"][0], tmp_path / "page.html"
     argv = ["query", "--index", str(index), "--item", str(item), "--k", "5"]
     assert retrieve.main([*argv, "--html", str(page), "--embed"]) == 0

@@ -22,6 +22,7 @@ import retrieve
 from cmh.evaluation.hamming_metrics import hamming_distance
 from cmh.retrieval import binary_index
 from cmh.retrieval import results_page as retrieve_page
+from cmh.retrieval.index_folder import load_index
 
 
 def brute_force(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
@@ -82,9 +83,11 @@ def query(run, capsys, *argv) -> tuple[int, str, str]:
 
 def test_index_folder_holds_codes_items_and_meta(run, encoded):
     root, db = run["index"], encoded["database"]
-    for name in ("image.faiss", "text.faiss", "codes.npz", "items.json", "meta.json"):
-        assert (root / name).is_file(), name
     meta = json.loads((root / "meta.json").read_text())
+    files = {"image": "image.1.faiss", "text": "text.1.faiss", "codes": "codes.1.npz"}
+    assert meta["files"] == {**files, "items": "items.1.json"}
+    shown = sorted(p.name for p in root.iterdir() if p.name[0] != ".")
+    assert shown == sorted([*meta["files"].values(), "meta.json"])
     assert (meta["bits"], meta["kind"], meta["split"], meta["n_items"]) == (
         16,
         "flat",
@@ -92,10 +95,10 @@ def test_index_folder_holds_codes_items_and_meta(run, encoded):
         216,
     )
     assert meta["checkpoint"] == str(run["ckpt"].resolve()) and len(meta["fingerprint"]) == 64
-    items = json.loads((root / "items.json").read_text())
+    items = json.loads((root / "items.1.json").read_text())
     splits = json.loads((run["data"] / "splits.json").read_text())
     assert items["ids"] == splits["database"] == db["ids"].tolist()
-    with np.load(root / "codes.npz") as z:
+    with np.load(root / "codes.1.npz") as z:
         for m in ("image", "text"):
             assert np.array_equal(z[m], binary_index.pack_codes(db[m]))
     assert not list(root.parent.glob(".index.tmp-*"))
@@ -195,7 +198,7 @@ def test_item_query_equals_evaluate_ranking(run, encoded, capsys):
         dist, pos = brute_force(q[mod][row : row + 1], db[other], k)
         want = zip(db["ids"][pos[0]].tolist(), dist[0].tolist(), strict=True)
         assert printed_rows(out) == list(want)
-    index = binary_index.load_index(run["index"])
+    index = load_index(run["index"])
     got_dist, got_pos = binary_index.search(
         index.faiss_index("text", {}), binary_index.pack_codes(q["image"]), k
     )
@@ -218,7 +221,7 @@ def test_item_query_marks_relevant(run, encoded, capsys):
 
 
 def test_text_and_image_queries(run, capsys):
-    items = json.loads((run["index"] / "items.json").read_text())
+    items = load_index(run["index"]).items
     code, out, err = query(run, capsys, "--text", items["captions"][0], "--k", "5")
     assert code == 0, err
     assert "text" in out.splitlines()[0] and len(printed_rows(out)) == 5
@@ -242,14 +245,14 @@ class _Images(HTMLParser):
 
 def test_html_page_references_the_images(run, tmp_path, capsys):
     page = tmp_path / "pages" / "out.html"
-    item = json.loads((run["index"] / "items.json").read_text())["ids"][0]
+    item = load_index(run["index"]).items["ids"][0]
     code, out, err = query(run, capsys, "--item", str(item), "--k", "6", "--html", str(page))
     assert code == 0, err
     parser = _Images()
     text = page.read_text(encoding="utf-8")
     parser.feed(text)
     files = [(page.parent / unquote(src)).resolve() for src in parser.srcs]
-    items = json.loads((run["index"] / "items.json").read_text())
+    items = load_index(run["index"]).items
     image_of = dict(zip(items["ids"], items["images"], strict=True))
     want = [image_of[item]] + [image_of[rid] for rid, _ in printed_rows(out)]
     assert [str(f) for f in files] == want and all(f.is_file() for f in files)
@@ -350,7 +353,9 @@ def test_a_missing_image_is_refused_before_the_model_loads(run, capsys, monkeypa
     def no_model(*_):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(retrieve, "load_query_model", no_model)
+    from cmh.retrieval.hasher import Hasher
+
+    monkeypatch.setattr(Hasher, "load", no_model)
     code, _, err = query(run, capsys, "--image", "/nonexistent/x.jpg")
     assert code == 2 and "--image /nonexistent/x.jpg: no such file" in err
 
@@ -427,7 +432,7 @@ def test_bag_of_words_text_query(run, tmp_path, capsys):
     )
     index = tmp_path / "index"
     assert retrieve.main(["index", "--checkpoint", str(ckpt), "--out", str(index)]) == 0
-    caption = json.loads((index / "items.json").read_text())["captions"][4]
+    caption = load_index(index).items["captions"][4]
     assert retrieve.main(["query", "--index", str(index), "--text", caption, "--k", "4"]) == 0
     assert len(printed_rows(capsys.readouterr().out)) == 4
 

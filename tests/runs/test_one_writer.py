@@ -120,7 +120,7 @@ def test_overwrite_replaces_only_the_index_files(learned_run, tmp_path, capsys):
     after = json.loads((out / "meta.json").read_text())
     assert (before["kind"], after["kind"]) == ("flat", "hnsw")
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "codes.npz", "image.faiss", "items.json", "meta.json", "text.faiss"]  # fmt: skip
+        "codes.2.npz", "image.2.faiss", "items.2.json", "meta.json", "text.2.faiss"]  # fmt: skip
 
 
 def test_a_refused_start_leaves_no_run_folder(tiny_prepared, tmp_path, tiny_flags, capsys):

@@ -18,6 +18,7 @@ import train
 from cmh.data import prepare as prepare_step
 from cmh.models import model_sources
 from cmh.utils import cli, progress
+from cmh.retrieval.index_folder import load_index
 
 ENTRY_POINTS = {
     "train.py": (train.main, ["--bit", "16"], "--bits"),
@@ -185,7 +186,7 @@ def test_outputs_say_where_they_went(learned_run, tmp_path, capsys):
     assert retrieve.main(argv) == 0
     assert f"into {index}" in capsys.readouterr().out
     page = tmp_path / "page.html"
-    first = json.loads((index / "items.json").read_text())["ids"][0]
+    first = load_index(index).items["ids"][0]
     assert (
         retrieve.main(["query", "--index", str(index), "--item", str(first), "--html", str(page)])
         == 0
