@@ -244,7 +244,7 @@ def main(argv=None) -> int:
             meta = run_index(args)
             built = describe(meta["kind"], meta["params"])
             print(f"indexed {meta['n_items']} items of {meta['split']} ({meta['bits']} bits, "
-                  f"{'+'.join(meta['modalities'])}, {built}) from {meta['checkpoint']} "
+                  f"{built}, {'+'.join(meta['modalities'])}) from {meta['checkpoint']} "
                   f"(epoch {meta['epoch']}) into {args.out}\n"
                   f'next: python retrieve.py query --index {args.out} --text "a few words" '
                   f"--html {Path(args.out).parent / 'results.html'}")  # fmt: skip

@@ -111,11 +111,18 @@ def item_generator(seed: int, epoch: int, item_id: int, stream: int = 0) -> torc
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB from any mode: grayscale, CMYK, palette and alpha by PIL; 16-bit grayscale scaled by
-    1/257 first (PIL's own conversion clips it to 255, turning most of the image white)."""
+    """RGB from any mode: grayscale, CMYK and palette by PIL; 16-bit grayscale scaled by 1/257
+    first (PIL's own conversion clips it to 255, turning most of the image white); an image with
+    transparency (an alpha channel, a transparent palette entry) laid over white by its alpha,
+    as a page shows it (PIL's own conversion keeps whatever colour hides under transparent
+    pixels, often black). The one conversion of every image read: files, uploads, Twemoji."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         values = np.clip(np.asarray(image, dtype=np.float64) / 257.0, 0, 255)
         image = Image.fromarray(np.round(values).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
     return image.convert("RGB")
 
 

@@ -70,8 +70,8 @@ def choose_params(kind: str, n: int, bits: int, given: dict | None = None) -> di
 
 
 def describe(kind: str, params: dict) -> str:
-    """``flat (exact)`` or ``mih nhash=3 b=21 nflip=1``: what retrieve.py says it built."""
-    return "flat (exact)" if kind == "flat" else " ".join([kind, *(f"{k}={v}" for k, v in params.items())])
+    """``flat`` or ``mih nhash=3 b=20 nflip=1``: an index kind and its parameters, in a line."""
+    return " ".join([kind, *(f"{k}={v}" for k, v in params.items())])
 
 
 def build_index(packed: np.ndarray, kind: str = "flat", params: dict | None = None):

@@ -116,8 +116,9 @@ def encode_collection(hasher, images=None, texts=None, batch_size: int = 64, str
     known: {id: (image path, caption)} already in an index (``retrieve.py add``): an item with
     the same id and source is skipped; the same id from another source is refused."""
     known, found, captions = known or {}, [], []
-    if images is not None:
-        found = [(key, p) for key, p in list_images(images) if not _seen(known, key, str(p), 0)]
+    if images is not None:  # an image already indexed (by id, or by path under another id) is skipped
+        held = {image for image, _ in known.values() if image}
+        found = [(key, p) for key, p in list_images(images) if not _seen(known, key, str(p), 0) and str(p) not in held]
     if texts is not None:
         captions = [(key, t) for key, t in read_captions(texts) if not _seen(known, key, t, 1)]
     if images is not None and texts is None and not found and not known:
@@ -168,9 +169,10 @@ def _seen(known: dict, key: str, source: str, which: int) -> bool:
 
 
 def summary(table: dict, packed: dict, bad: list) -> str:
-    """``120 images, 40 captions (12 of them of an image); 2 unreadable images skipped``."""
+    """``encoded 120 images, 40 captions (12 of them of an image); 2 unreadable images skipped``."""
     n_img = len(packed["image"][1]) if "image" in packed else 0
     n_txt = len(packed["text"][1]) if "text" in packed else 0
     both = len(set(packed["image"][1].tolist()) & set(packed["text"][1].tolist())) if n_img and n_txt else 0
-    line = f"{n_img} images, {n_txt} captions" + (f" ({both} of them of an image)" if both else "")
+    parts = [f"{n_img} images"] * bool(n_img) + [f"{n_txt} captions"] * bool(n_txt)
+    line = "encoded " + (", ".join(parts) or "nothing") + (f" ({both} of them of an image)" if both else "")
     return line + (f"; {len(bad)} unreadable images skipped" if bad else "")

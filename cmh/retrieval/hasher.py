@@ -11,7 +11,7 @@ normalised with its statistics (the evaluation transform); a text is tokenized w
 tokenizer, cut at its --max-length and padded to the longest of its batch (a bag-of-words model
 counts the words of the vocabulary of the data it trained on). The codes are the sign of the
 towers' outputs (0 -> +1) packed 8 bits a byte, bit set for +1 (:func:`pack_codes`): exactly the
-codes evaluate.py scores for the same items (tests/retrieval/test_hasher.py).
+codes evaluate.py scores for the same items (tests/retrieval/test_collection.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Pure output code: it reads an index's items table (items.json: ids, captions, images, labels,
 label_names) and the query info `retrieve.run_query` builds; of our modules it imports only
 `cmh.data.caches.image_array`, to show images held in a prepared folder's uint8 array (`ARRAY.u8#ROW`
-references): the page gets small JPEG thumbnails of those, written beside it on demand.
+references): the page gets small JPEG thumbnails of those, written beside it on demand, and
+`cmh.data.image_transforms.to_rgb`, the conversion every image read takes.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _src(image: str, page: Path) -> str:
         thumb = page.parent / f"{page.stem}_images" / f"{array.stem}-{row}.jpg"
         if not thumb.is_file():
             thumb.parent.mkdir(parents=True, exist_ok=True)
-            thumb.write_bytes(_jpeg_thumbnail(image))
+            thumb.write_bytes(file_thumbnail(image))
         image = str(thumb.resolve())
     try:
         return quote(Path(os.path.relpath(image, page.resolve().parent)).as_posix())
@@ -121,23 +122,30 @@ def _src(image: str, page: Path) -> str:
         return Path(image).as_uri()
 
 
-def _jpeg_thumbnail(image: str) -> bytes:
+def file_thumbnail(image: str) -> bytes:
     """A JPEG (at most THUMB_PX on its longer side) of an image file or array reference."""
     from PIL import Image
 
     from cmh.data.caches.image_array import open_ref, parse_ref
 
     with open_ref(image) if parse_ref(image) is not None else Image.open(image) as im:
-        im = im.convert("RGB")
-        im.thumbnail((THUMB_PX, THUMB_PX))
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
+        return jpeg_thumbnail(im)
+
+
+def jpeg_thumbnail(image) -> bytes:
+    """JPEG bytes of a PIL image, at most THUMB_PX on its longer side, transparency on white."""
+    from cmh.data.image_transforms import to_rgb
+
+    im = to_rgb(image)
+    im.thumbnail((THUMB_PX, THUMB_PX))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 
 def _thumbnail(image: str) -> str:
     """A data: URI of a JPEG thumbnail of `image` (at most THUMB_PX on its longer side)."""
-    return "data:image/jpeg;base64," + base64.b64encode(_jpeg_thumbnail(image)).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(file_thumbnail(image)).decode("ascii")
 
 
 def query_title(info: dict) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cmh.retrieval.index_folder import load_index
-from cmh.retrieval.results_page import THUMB_PX, _jpeg_thumbnail
+from cmh.retrieval.results_page import file_thumbnail, jpeg_thumbnail
 from cmh.retrieval.searching import Searcher
 from cmh.utils.errors import UserError
 
@@ -111,7 +111,7 @@ def create_app(index: str, checkpoint: str | None = None, device: str = "auto", 
 
 @functools.lru_cache(maxsize=4096)
 def thumbnail(path: str) -> bytes:
-    return _jpeg_thumbnail(path)
+    return file_thumbnail(path)
 
 
 def open_upload(data: bytes, filename: str):
@@ -153,11 +153,8 @@ def query_html(info: dict, upload: bytes | None) -> str:
     if upload is not None:
         from PIL import Image
 
-        im = Image.open(io.BytesIO(upload)).convert("RGB")
-        im.thumbnail((THUMB_PX, THUMB_PX))
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
-        shown = f'<img alt="query" src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+        jpeg = base64.b64encode(jpeg_thumbnail(Image.open(io.BytesIO(upload)))).decode()
+        shown = f'<img alt="query" src="data:image/jpeg;base64,{jpeg}">'
     return (f'<div class="query" id="query"><h3>Query: {what} -> {e(info["searched"])} codes</h3>'
             f"{shown}</div>")  # fmt: skip
 

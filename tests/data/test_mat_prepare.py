@@ -26,8 +26,8 @@ from PIL import Image
 import data
 from cmh.data.caches.image_array import ImageArray, parse_ref
 from cmh.data.sources import mat_prepare
-from cmh.utils.errors import UserError
 from cmh.retrieval.index_folder import load_index
+from cmh.utils.errors import UserError
 
 N, H, W, VOCAB = 40, 12, 10, 30  # H != W: a swapped axis cannot pass
 PIXEL = (5, 7, 2, 0)  # item, row, column, channel of a known value

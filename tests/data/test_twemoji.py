@@ -76,17 +76,28 @@ def test_keywords_match_with_and_without_fe0f():
     assert twemoji.emoji_char("1F1EE-1F1F8") == "\U0001f1ee\U0001f1f8"
 
 
-def test_composite_on_white():
+def test_transparency_is_laid_over_white():
+    """Twemoji's RGBA images go through the one conversion every image read takes (to_rgb)."""
+    from cmh.data.image_transforms import to_rgb
+
     pixels = np.zeros((2, 2, 4), dtype=np.uint8)
     pixels[0, 0] = TRANSPARENT
     pixels[0, 1] = (10, 20, 30, 255)
     pixels[1, 0] = (0, 0, 0, 128)  # half-transparent black: mid grey
-    rgb = twemoji.composite_on_white(Image.fromarray(pixels, "RGBA"))
+    rgb = to_rgb(Image.fromarray(pixels, "RGBA"))
     assert rgb.mode == "RGB"
     assert rgb.getpixel((0, 0)) == (255, 255, 255) and rgb.getpixel((1, 0)) == (10, 20, 30)
     assert all(abs(v - 127) <= 1 for v in rgb.getpixel((0, 1)))
-    opaque = twemoji.composite_on_white(Image.new("RGB", (1, 1), (1, 2, 3)))
+    opaque = to_rgb(Image.new("RGB", (1, 1), (1, 2, 3)))
     assert opaque.getpixel((0, 0)) == (1, 2, 3)  # no alpha: unchanged
+    gray_alpha = to_rgb(Image.fromarray(np.array([[[50, 0], [50, 255]]], np.uint8), "LA"))
+    assert gray_alpha.getpixel((0, 0)) == (255, 255, 255) and gray_alpha.getpixel((1, 0)) == (50, 50, 50)
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0  # entry 0 transparent (a GIF, a palette PNG)
+    assert to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(palette).getpixel((1, 0)) == (200, 10, 10)
 
 
 # --------------------------------------------------------------------------- the prepared folder

@@ -100,6 +100,15 @@ RUN_ELSEWHERE = {
     'python retrieve.py query --index runs/demo/index --text "a yellow parasol in the middle; the sea and a beach" --k 5': (
         "test_the_retrieval_examples_run_and_show_the_demo_data"
     ),
+    "python retrieve.py index --checkpoint runs/demo/best.pt --out runs/demo/photos --images cache/demo/iaprtc12/images/00 --kind mih": (
+        "test_the_retrieval_examples_run_and_show_the_demo_data"
+    ),
+    "python retrieve.py add --index runs/demo/photos --images cache/demo/iaprtc12/images": (
+        "test_the_retrieval_examples_run_and_show_the_demo_data"
+    ),
+    'python retrieve.py query --index runs/demo/photos --text "a yellow parasol; the sea and a beach" --k 3': (
+        "test_the_retrieval_examples_run_and_show_the_demo_data"
+    ),
 }
 
 # bash scripts/...: run with the stand-in python; {command: (train.py calls, why not trained)}.
@@ -174,6 +183,9 @@ PARSED = {
     "python bench/bench_eval.py --meta ../shared/iapr-tc12-meta --nd 17996": BENCH_META,
     "python bench/bench_backbones.py": BENCH,
     "python bench/bench_retrieve.py --threads 1": BENCH,
+    "python retrieve.py serve --index runs/demo/photos": (
+        "serves until Ctrl-C; tests/retrieval/test_search_page.py drives the page in chromium"
+    ),
     "python bench/bench_mat_prepare.py": BENCH,
     "python bench/bench_train_step.py --data cache/demo/prepared": BENCH_DEMO,
     "python bench/bench_images.py": BENCH_DEMO,

@@ -51,7 +51,8 @@ def retrieve_sessions() -> list[tuple[str, str, list[str]]]:
     found = []
     for page in PAGES:
         for command, printed in sessions(page.read_text(encoding="utf-8")):
-            if command.startswith("python retrieve.py ") and "runs/demo/" in command:
+            serves = command.startswith("python retrieve.py serve")  # runs until Ctrl-C: not here
+            if command.startswith("python retrieve.py ") and "runs/demo/" in command and not serves:
                 found.append((page_name(page), command, printed))
     return found
 
@@ -140,7 +141,7 @@ def test_the_retrieval_examples_run_and_show_the_demo_data(retrieved):
     """Every shown retrieve.py command runs on the demo; what does not depend on the CPU's
     kernels (the query line, the header, the number of rows) is compared on any machine."""
     kinds = [shlex.split(command)[2] for _, command, _, _ in retrieved]
-    assert kinds.count("index") == 1 and kinds.count("query") >= 2, kinds
+    assert kinds.count("index") >= 1 and kinds.count("add") >= 1 and kinds.count("query") >= 3, kinds
     def rows(lines):  # the tie line ("+N more at distance D") depends on the codes: not counted
         return [line for line in lines if not line.startswith("+")]
 
@@ -162,6 +163,25 @@ def test_the_retrieval_examples_are_what_retrieve_prints(demo, retrieved):
         )
     for page, command, expected, printed in retrieved:
         assert printed == expected, (page, command)
+
+
+@pytest.mark.compares
+def test_the_readme_python_example_runs_and_ranks_as_the_command_line(demo, retrieved, capsys):
+    """The README's Python block, run in the demo's folder after its commands: the rows it
+    prints are those `retrieve.py query` prints for the same text (learned demo codes)."""
+    assert_learned(demo / "runs/demo", least=0.03)  # as test_evaluate_prints_what_training_printed...
+    block = README_TEXT.split("```python\n")[1].split("```")[0]
+    text = re.search(r'by_text\("([^"]+)", k=(\d+)\)', block)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(demo)
+        capsys.readouterr()
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README's own example)
+        shown = capsys.readouterr().out
+        argv = ["query", "--index", "runs/demo/photos", "--text", text[1], "--k", text[2]]
+        assert retrieve.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()[2:]
+    cli = [(line.split()[1], int(line.split()[2])) for line in lines if line[:1] == " "]
+    assert shown.strip() == str(cli) and len(cli) == int(text[2])
 
 
 def test_the_results_table_points_at_its_numbers():

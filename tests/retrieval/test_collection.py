@@ -18,16 +18,15 @@ from PIL import Image
 
 import retrieve
 from cmh.evaluation.hamming_metrics import hamming_distance
-from cmh.retrieval import Hasher, load_index
-from cmh.retrieval import binary_index, index_folder
+from cmh.retrieval import Hasher, binary_index, index_folder, load_index
 from cmh.retrieval.collection import read_captions
 from cmh.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def model(learned_run, learn_prepared):
-    from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
     from cmh.data.prepared_folder import load_prepared
+    from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
 
     assert_diverse(learned_run)
     data = load_prepared(learn_prepared)
@@ -99,7 +98,7 @@ def test_folder_and_caption_file_index(model, collection, tmp_path, capsys):
     assert retrieve.main(argv) == 0
     err = capsys.readouterr().err
     assert f"skipped unreadable image {collection / 'photos/city/broken.jpg'}" in err
-    assert "40 images, 30 captions; 1 unreadable images skipped" in err
+    assert "encoded 40 images, 30 captions; 1 unreadable images skipped" in err
     index = load_index(out)
     found = ids_and_paths(collection / "photos")
     assert index.items["ids"][:40] == [key for key, _ in found]
@@ -180,7 +179,7 @@ def test_add_equals_indexing_everything_at_once(model, collection, tmp_path, cap
     capsys.readouterr()
     assert retrieve.main(["add", "--index", str(later), "--images", str(grown)]) == 0
     out = capsys.readouterr()
-    assert "20 images, 0 captions" in out.err and "now holds 40 items" in out.out
+    assert "encoded 20 images; 1 unreadable" in out.err and "now holds 40 items" in out.out
     a, b = load_index(once), load_index(later)
     by_id = dict(zip(b.items["ids"], b.codes["image"].tolist(), strict=True))
     assert sorted(a.items["ids"]) == sorted(by_id)
@@ -247,7 +246,7 @@ def test_mih_parameters_are_chosen_and_said(model, collection, tmp_path, capsys)
     assert retrieve.main(argv) == 0
     n, b = 40, binary_index.mih_split(40, 16)[1]
     assert (b, binary_index.mih_split(40, 16)[0]) == (8, 2)
-    assert "mih nhash=2 b=8 nflip=1" in capsys.readouterr().out
+    assert "(16 bits, mih nhash=2 b=8 nflip=1, image)" in capsys.readouterr().out
     assert load_index(out).meta["params"] == {"nhash": 2, "b": 8, "nflip": 1} and n == 40
     assert binary_index.mih_split(10_000_000, 64) == (2, 23)
     assert binary_index.mih_split(1_000_000, 64) == (3, 20)

@@ -483,8 +483,26 @@ def test_bench_retrieve_runs(capsys):
         assert bench.main(argv) == 0
     finally:
         faiss.omp_set_num_threads(threads)  # the benchmark pins the FAISS threads
-    rows = [
-        line.split("|") for line in capsys.readouterr().out.splitlines() if "|       400" in line
-    ]
-    assert [r[2].strip() for r in rows] == ["flat", "hnsw", "hnsw", "ivf"]
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("|        400 |")]
+    assert [r[2].split()[0] for r in rows] == ["flat", "hnsw", "hnsw", "ivf", "mih", "mih", "mih"]
+    assert [r[2].split()[-1] for r in rows[4:]] == ["nflip=0", "nflip=1", "nflip=2"]
     assert float(rows[0][-2]) == 1.0 and all(0.0 <= float(r[-2]) <= 1.0 for r in rows)
+    assert "64-bit codes: 4096 random centres, each bit flipped with probability 0.05" in out
+
+
+def test_bench_clustered_codes_lie_near_their_centres():
+    """--codes clustered: each code within a few bits of a centre (the flip rate), queries too."""
+    import argparse
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_retrieve.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieve", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    centres = np.packbits(rng.integers(0, 2, (8, 64), dtype=np.uint8), axis=1)
+    args = argparse.Namespace(bits=64, flip=0.05)
+    codes = bench.make_codes(2000, args, rng, centres)
+    nearest = np.unpackbits(codes[:, None] ^ centres[None], axis=2).sum(2).min(1)
+    assert abs(nearest.mean() - 64 * 0.05) < 0.3 and nearest.max() <= 14

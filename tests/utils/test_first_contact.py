@@ -17,8 +17,8 @@ import retrieve
 import train
 from cmh.data import prepare as prepare_step
 from cmh.models import model_sources
-from cmh.utils import cli, progress
 from cmh.retrieval.index_folder import load_index
+from cmh.utils import cli, progress
 
 ENTRY_POINTS = {
     "train.py": (train.main, ["--bit", "16"], "--bits"),

@@ -21,7 +21,7 @@ Caption (:func:`caption`): ``"name; keyword, keyword, ..."``: the lower-cased na
 emojilib keywords lower-cased with underscores as spaces, de-duplicated in order, the name itself
 not repeated; just ``"name"`` for an emoji emojilib lacks. E.g. ``"grinning face; smile, happy"``.
 Labels: multi-hot over the sorted names ``category:<category>`` and ``subcategory:<subcategory>``
-(two per item). Images: composited on white by their alpha channel (:func:`composite_on_white`),
+(two per item). Images: composited on white by their alpha channel (:func:`cmh.data.image_transforms.to_rgb`),
 stored as RGB rows of the prepared folder's uint8 array (:mod:`cmh.data.caches.image_array`), lossless.
 Split (:func:`cmh.data.splits.make_splits`): 200 queries, 1,000 training and 100 validation items
 unless ``--n-query`` / ``--n-train`` / ``--n-val`` say otherwise.
@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from cmh.data.caches import image_array
+from cmh.data.image_transforms import to_rgb
 from cmh.data.sources.registry import DataSource, register_source
 from cmh.data.splits import make_splits
 from cmh.utils.errors import UserError
@@ -192,20 +193,13 @@ def labels_of(obj: dict, column: dict[str, int]) -> list[int]:
     )
 
 
-def composite_on_white(image: Image.Image) -> Image.Image:
-    """RGB of ``image`` laid over white by its alpha (any mode; no alpha: unchanged)."""
-    rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-
-
 def load_pixels(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
     """(uint8 [SIDE, SIDE, 3] composited pixels, None, resized) or (None, drop reason, False)."""
     if not path.is_file():
         return None, "missing image", False
     try:
         with Image.open(path) as image:
-            rgb = composite_on_white(image)
+            rgb = to_rgb(image)
     except Exception:  # PIL raises many types for broken files; any of them means unreadable
         return None, "unreadable image", False
     resized = rgb.size != (SIDE, SIDE)

@@ -1,0 +1,209 @@
+"""`retrieve.py serve`: the search page, driven by Debian's chromium (headless, through its
+chromedriver) and by Flask's test client for the refusals.
+
+The browser test types a query, uploads an image and clicks a result, and checks each page's
+ids and Hamming distances against `retrieve.py query` and that every thumbnail loaded. It needs
+`chromium` and `chromium-driver` (Debian packages; `.ci/run` installs them when absent) and the
+dev requirements (flask, selenium); without the browser it skips, except under CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from learning import assert_diverse
+
+import retrieve
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+MAX_UPLOAD = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def index(learned_run, tmp_path_factory):
+    """The learned tiny run's database, indexed (both towers' codes diverse)."""
+    assert_diverse(learned_run)
+    out = tmp_path_factory.mktemp("page") / "index"
+    assert retrieve.main(["index", "--checkpoint", str(learned_run / "best.pt"), "--out", str(out)]) == 0
+    return out
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def server(index):
+    """The page on a free port of 127.0.0.1, in a thread."""
+    pytest.importorskip("flask")
+    from werkzeug.serving import make_server
+
+    from cmh.retrieval.server import create_app
+
+    before = snapshot(index)
+    srv = make_server("127.0.0.1", 0, create_app(str(index), device="cpu", k=10, max_upload=MAX_UPLOAD),
+                      threaded=True)  # fmt: skip
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": f"http://127.0.0.1:{srv.server_port}", "port": srv.server_port}
+    srv.shutdown()
+    assert snapshot(index) == before  # the page never wrote into the index folder
+
+
+def cli_rows(index: Path, capsys, *argv) -> list[tuple[str, int]]:
+    capsys.readouterr()
+    assert retrieve.main(["query", "--index", str(index), "--k", "10", *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return [(line.split()[1], int(line.split()[2])) for line in lines[2:] if line[:1] == " "]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        if os.environ.get("CI"):
+            pytest.fail("CI: chromium and chromedriver must be installed (.ci/run installs them)")
+        pytest.skip("chromium / chromedriver absent: apt install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)  # never a download
+    yield driver
+    driver.quit()
+
+
+def page_rows(driver) -> list[tuple[str, int]]:
+    hits = driver.find_elements("css selector", ".hit")
+    return [(h.get_attribute("data-id"), int(h.get_attribute("data-distance"))) for h in hits]
+
+
+def thumbnails_loaded(driver) -> list[bool]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('.hit img')].map(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+@pytest.mark.compares
+def test_the_page_in_a_browser(server, browser, index, learn_prepared, capsys, tmp_path):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from cmh.retrieval import load_index
+
+    items = load_index(index).items  # each wait reads the new page, not the one it replaces:
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+    browser.get(server["url"] + "/")
+    # a text query, typed
+    words = items["captions"][7]
+    browser.find_element("id", "q").send_keys(words)
+    browser.find_element("id", "search").click()
+    wait.until(lambda d: d.find_elements("css selector", ".hit"))
+    assert page_rows(browser) == cli_rows(index, capsys, "--text", words)
+    assert all(thumbnails_loaded(browser)) and len(thumbnails_loaded(browser)) == 10
+    # an image, uploaded
+    image = items["images"][3]
+    browser.find_element("id", "image").send_keys(image)
+    browser.find_element("id", "upload").click()
+    wait.until(lambda d: "Query: image" in d.find_element("id", "query").text)
+    assert page_rows(browser) == cli_rows(index, capsys, "--image", image)
+    # a click on a result searches by that item
+    first = browser.find_elements("css selector", ".hit a.id")[0]
+    clicked = first.text
+    first.click()
+    wait.until(lambda d: f"item {clicked}" in d.find_element("id", "query").text)
+    assert page_rows(browser) == cli_rows(index, capsys, "--item", clicked)
+    assert all(thumbnails_loaded(browser))
+    # refusals on the page: not an image, too large
+    text_file = tmp_path / "notes.jpg"
+    text_file.write_text("not an image")
+    browser.find_element("id", "image").send_keys(str(text_file))
+    browser.find_element("id", "upload").click()
+    wait.until(lambda d: d.find_elements("id", "error"))
+    assert "upload notes.jpg: not an image" in browser.find_element("id", "error").text
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * (4 * MAX_UPLOAD))
+    browser.find_element("id", "image").send_keys(str(big))
+    browser.find_element("id", "upload").click()
+    wait.until(lambda d: "larger" in d.find_element("id", "error").text)
+    assert "the upload is larger than 0.0625 MB" in browser.find_element("id", "error").text
+    browser.save_screenshot(str(tmp_path / "refused.png"))
+
+
+def test_refusals_through_the_test_client(index, tmp_path):
+    pytest.importorskip("flask")
+    import io
+
+    from cmh.retrieval.server import create_app
+
+    before = snapshot(index)
+    client = create_app(str(index), device="cpu", k=5, max_upload=MAX_UPLOAD).test_client()
+    big = client.post("/", data={"image": (io.BytesIO(b"\xff" * (2 * MAX_UPLOAD)), "big.jpg")})
+    assert big.status_code == 413 and b"the upload is larger than 0.0625 MB" in big.data
+    bad = client.post("/", data={"image": (io.BytesIO(b"GIF89a broken"), "x.gif")})
+    assert bad.status_code == 400 and b"upload x.gif: not an image" in bad.data
+    none = client.post("/", data={})
+    assert none.status_code == 400 and b"choose an image file to upload" in none.data
+    empty = client.get("/?q=%20%20")
+    assert empty.status_code == 400 and b"the text query is empty" in empty.data
+    assert client.get("/?item=nope").status_code == 400
+    assert client.get("/image/99999").status_code == 404
+    assert client.get("/image/-1").status_code == 404
+    ok = client.get("/image/0")
+    assert ok.status_code == 200 and ok.mimetype == "image/jpeg" and ok.data[:2] == b"\xff\xd8"
+    assert snapshot(index) == before
+
+
+def test_no_path_outside_the_index_is_served(server):
+    """Raw requests (a browser would normalise the dots away): only /image/ROW serves files."""
+    for path in ("/image/../../etc/passwd", "/image/%2e%2e%2fetc%2fpasswd", "/etc/passwd",
+                 "/image/0/../../../etc/passwd", "/static/x"):  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=10)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 404 and b"root:" not in body, path
+
+
+def test_serve_binds_to_this_machine_unless_told(monkeypatch, index, capsys):
+    pytest.importorskip("flask")
+    import werkzeug.serving
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_make_server(host, port, app, threaded):
+        seen.update(host=host, port=port)
+        raise Stop
+
+    monkeypatch.setattr(werkzeug.serving, "make_server", fake_make_server)
+    with pytest.raises(Stop):
+        retrieve.main(["serve", "--index", str(index), "--device", "cpu"])
+    assert seen == {"host": "127.0.0.1", "port": 8000}
+    with pytest.raises(Stop):
+        retrieve.main(["serve", "--index", str(index), "--device", "cpu", "--host", "0.0.0.0", "--port", "0"])
+    assert seen == {"host": "0.0.0.0", "port": 0}
+
+
+def test_serve_without_flask_says_what_to_install(index, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_flask(name, *args, **kwargs):
+        if name == "flask" or name.startswith("flask."):
+            raise ImportError("No module named 'flask'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_flask)
+    assert retrieve.main(["serve", "--index", str(index), "--device", "cpu"]) == 2
+    assert "retrieve.py serve needs Flask: pip install -r requirements-serve.txt" in capsys.readouterr().err
