@@ -183,6 +183,7 @@ PARSED = {
     "python bench/bench_eval.py --meta ../shared/iapr-tc12-meta --nd 17996": BENCH_META,
     "python bench/bench_backbones.py": BENCH,
     "python bench/bench_retrieve.py --threads 1": BENCH,
+    "python bench/bench_retrieve.py --threads 1 --codes random --sizes 1000000": BENCH,
     "python retrieve.py serve --index runs/demo/photos": (
         "serves until Ctrl-C; tests/retrieval/test_search_page.py drives the page in chromium"
     ),

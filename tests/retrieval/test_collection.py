@@ -57,6 +57,11 @@ def unpack(packed: np.ndarray) -> np.ndarray:
     return np.unpackbits(packed, axis=1).astype(np.int8) * 2 - 1
 
 
+def last_two(path: str) -> str:
+    """beach/001.jpg of /any/root/beach/001.jpg: the same image in two copies of a folder."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def ids_and_paths(root: Path):
     return sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*.jpg") if p.name != "broken.jpg")
 
@@ -181,13 +186,20 @@ def test_add_equals_indexing_everything_at_once(model, collection, tmp_path, cap
     out = capsys.readouterr()
     assert "encoded 20 images; 1 unreadable" in out.err and "now holds 40 items" in out.out
     a, b = load_index(once), load_index(later)
-    by_id = dict(zip(b.items["ids"], b.codes["image"].tolist(), strict=True))
-    assert sorted(a.items["ids"]) == sorted(by_id)
-    assert all(by_id[i] == c for i, c in zip(a.items["ids"], a.codes["image"].tolist(), strict=True))
+    code_of = {}  # image (its folder and name) -> its code, each index read through its rows
+    for index in (a, b):
+        paths = [last_two(index.items["images"][r]) for r in index.rows["image"]]
+        codes = dict(zip(paths, map(tuple, index.codes["image"]), strict=True))
+        assert len(codes) == 40 and code_of.setdefault("once", codes) == codes
     assert b.meta["params"] == a.meta["params"] and b.meta["generation"] == 2
+    hasher = Hasher.load(model["ckpt"], device="cpu")
     for caption in model["captions"][:5]:
         got, want = ranking(later, caption, 10), ranking(once, caption, 10)
         assert sorted(d for _, d in got) == sorted(d for _, d in want)  # positions differ, distances not
+        query = unpack(hasher.encode_texts([caption]))
+        for path, d in got:  # each item shown at its own code's distance
+            code = np.array([code_of["once"][last_two(path)]], np.uint8)
+            assert hamming_distance(query, unpack(code))[0, 0] == d
     assert retrieve.main(["add", "--index", str(later), "--images", str(grown)]) == 0
     assert "nothing new" in capsys.readouterr().err
 

@@ -207,3 +207,27 @@ def test_serve_without_flask_says_what_to_install(index, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_flask)
     assert retrieve.main(["serve", "--index", str(index), "--device", "cpu"]) == 2
     assert "retrieve.py serve needs Flask: pip install -r requirements-serve.txt" in capsys.readouterr().err
+
+
+def test_the_screenshot_script_types_uploads_and_saves_both_pages(index, browser, tmp_path, capsys):
+    """scripts/page_screenshots.py (the docs' screenshots): two PNGs, the results it saw."""
+    import importlib.util
+
+    from PIL import Image
+
+    from cmh.retrieval import load_index
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "page_screenshots.py"
+    spec = importlib.util.spec_from_file_location("page_screenshots", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    items = load_index(index).items
+    out = tmp_path / "shots" / "page"
+    argv = ["--index", str(index), "--text", items["captions"][2], "--image", items["images"][5],
+            "--out", str(out), "--k", "4", "--width", "900", "--height", "700"]  # fmt: skip
+    assert script.main(argv) == 0
+    printed = capsys.readouterr().out
+    for name in ("text", "image"):
+        with Image.open(f"{out}-{name}.png") as shot:
+            assert shot.size[0] == 900 and shot.mode == "P"  # the height: the window less its bars
+    assert printed.count("\n  ") == 8  # four results a page
