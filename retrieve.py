@@ -22,17 +22,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import faiss
-
 from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
-from cmh.retrieval.binary_index import KINDS, MODALITIES, choose_params, describe, fingerprint
-from cmh.retrieval.collection import encode_collection, split_items, summary
+from cmh.retrieval.binary_index import KINDS, MODALITIES, choose_params, describe
+from cmh.retrieval.collection import add_to_index, addable_index, index_collection, split_items
 from cmh.retrieval.hasher import Hasher
 from cmh.retrieval.index_folder import (
-    append_items,
     check_index_folder,
     check_out,
     load_index,
+    model_meta,
     write_index_dir,
 )
 from cmh.retrieval.results_page import format_results, write_html
@@ -42,18 +40,10 @@ from cmh.utils import progress
 from cmh.utils.cli import Parser
 from cmh.utils.errors import UserError, check_all
 
-MODEL_SUMMARY = ("bits", "image_encoder", "text_encoder", "text_model", "image_size", "max_length")
 PARAM_FLAGS = ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe", "nhash", "b", "nflip")
 
 
 # ------------------------------------------------------------------ index, add
-def model_meta(path: Path, state: dict, cfg) -> dict:
-    """What an index records of the checkpoint that made its codes."""
-    summary_ = {key: cfg.to_dict()[key] for key in MODEL_SUMMARY} | {"labels": len(cfg.label_names)}
-    return {"bits": cfg.bits, "checkpoint": str(path.resolve()), "fingerprint": fingerprint(state),
-            "epoch": state.get("epoch"), "model": summary_, "faiss": faiss.__version__}  # fmt: skip
-
-
 def given_params(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name, None) for name in PARAM_FLAGS}
 
@@ -62,49 +52,24 @@ def run_index(args: argparse.Namespace) -> dict:
     """Encode a split of --data, or --images / --texts, with --checkpoint into --out; its meta."""
     out = Path(args.out)
     check_all(lambda: check_out(out, args.overwrite), lambda: check_checkpoint_file(Path(args.checkpoint)))
-    if args.images is None and args.texts is None:
-        loaded = load_for_evaluation(args.checkpoint, args.data, args.device)
-        encoded = encode_splits(loaded, [args.split], args.batch_size, args.num_workers)[args.split]
-        table, packed = split_items(loaded.data, encoded)
-        meta = model_meta(loaded.path, loaded.state, loaded.cfg)
-        meta |= {"split": args.split, "data": str(Path(loaded.data.root).resolve())}
-    else:
+    if args.images is not None or args.texts is not None:
         hasher = Hasher.load(args.checkpoint, args.device, data=args.data)
-        table, packed, bad = encode_collection(hasher, args.images, args.texts, args.batch_size,
-                                               args.strict, say=note)  # fmt: skip
-        if not table["ids"]:
-            raise UserError("nothing to index: every image was unreadable")
-        meta = model_meta(hasher.checkpoint, hasher.state, hasher.cfg) | {"split": "collection"}
-        meta["collection"] = {"images": absolute(args.images), "texts": absolute(args.texts)}
-        note(summary(table, packed, bad))
-    n = max(len(rows) for _, rows in packed.values())
-    meta |= {"kind": args.kind, "params": choose_params(args.kind, n, meta["bits"], given_params(args))}
+        return index_collection(hasher, out, args.images, args.texts, args.kind, given_params(args),
+                                args.strict, args.overwrite, args.batch_size, say=note)  # fmt: skip
+    loaded = load_for_evaluation(args.checkpoint, args.data, args.device)
+    encoded = encode_splits(loaded, [args.split], args.batch_size, args.num_workers)[args.split]
+    table, packed = split_items(loaded.data, encoded)
+    meta = model_meta(loaded.path, loaded.state, loaded.cfg)
+    meta |= {"split": args.split, "data": str(Path(loaded.data.root).resolve()), "kind": args.kind}
+    meta["params"] = choose_params(args.kind, len(table["ids"]), meta["bits"], given_params(args))
     return write_index_dir(out, table, packed, meta, args.overwrite)
-
-
-def absolute(path: str | None) -> list[str]:
-    return [str(Path(path).resolve())] if path else []
 
 
 def run_add(args: argparse.Namespace) -> dict:
     """Append --images / --texts to the collection index --index: only items not in it yet."""
-    if args.images is None and args.texts is None:
-        raise UserError("add what? give --images DIR and / or --texts FILE")
-    check_index_folder(args.index)
-    index = load_index(args.index)
-    if "collection" not in index.meta:
-        raise UserError(f"--index {args.index} holds split {index.meta['split']} of a prepared "
-                        "dataset; add works on a collection's index (`retrieve.py index --images "
-                        "DIR` / `--texts FILE`)")  # fmt: skip
-    searcher = Searcher(index, args.checkpoint, args.device)
-    known = {i: (im, cap) for i, im, cap in zip(*(index.items[k] for k in ("ids", "images", "captions")), strict=True)}
-    table, packed, bad = encode_collection(searcher.hasher, args.images, args.texts,
-                                           args.batch_size, args.strict, known, say=note)  # fmt: skip
-    note(summary(table, packed, bad) if table["ids"] else "nothing new: every item is in the index")
-    sources = index.meta["collection"]
-    update = {"collection": {"images": sources["images"] + absolute(args.images),
-                             "texts": sources["texts"] + absolute(args.texts)}}  # fmt: skip
-    return append_items(index.root, table, packed, update) if table["ids"] else index.meta
+    searcher = Searcher(addable_index(args.index, args.images, args.texts), args.checkpoint, args.device)
+    return add_to_index(searcher.hasher, args.index, args.images, args.texts, args.strict,
+                        args.batch_size, say=note)  # fmt: skip
 
 
 def note(message: str) -> None:

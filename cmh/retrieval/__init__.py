@@ -8,11 +8,12 @@
     results_page  the printed table and the HTML page of retrieve.py query
     server        the live search page of retrieve.py serve (Flask, an optional requirement)
 
-The Python API (Hasher, load_index, Searcher) with an example: docs/retrieval.md.
+The Python API (Hasher, index_collection, add_to_index, load_index, Searcher): docs/retrieval.md.
 """
 
+from cmh.retrieval.collection import add_to_index, index_collection
 from cmh.retrieval.hasher import Hasher
 from cmh.retrieval.index_folder import Index, load_index
 from cmh.retrieval.searching import Searcher
 
-__all__ = ["Hasher", "Index", "Searcher", "load_index"]
+__all__ = ["Hasher", "Index", "Searcher", "add_to_index", "index_collection", "load_index"]

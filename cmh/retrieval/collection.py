@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmh.retrieval.binary_index import pack_codes
-from cmh.retrieval.index_folder import TABLE_KEYS
+from cmh.retrieval.binary_index import choose_params, pack_codes
+from cmh.retrieval.index_folder import (
+    TABLE_KEYS,
+    append_items,
+    check_index_folder,
+    load_index,
+    model_meta,
+    write_index_dir,
+)
 from cmh.utils import progress
 from cmh.utils.errors import UserError
 
@@ -176,3 +183,56 @@ def summary(table: dict, packed: dict, bad: list) -> str:
     parts = [f"{n_img} images"] * bool(n_img) + [f"{n_txt} captions"] * bool(n_txt)
     line = "encoded " + (", ".join(parts) or "nothing") + (f" ({both} of them of an image)" if both else "")
     return line + (f"; {len(bad)} unreadable images skipped" if bad else "")
+
+
+def index_collection(hasher, out, images=None, texts=None, kind: str = "flat",
+                     params: dict | None = None, strict: bool = False, overwrite: bool = False,
+                     batch_size: int = 64, say=print) -> dict:  # fmt: skip
+    """Encode a folder of images and / or a caption file with ``hasher`` and write the index
+    folder ``out`` (``kind`` and ``params`` as :func:`binary_index.choose_params` takes them);
+    its meta.json. What `retrieve.py index --images / --texts` runs."""
+    table, packed, bad = encode_collection(hasher, images, texts, batch_size, strict, say=say)
+    if not table["ids"]:
+        raise UserError("nothing to index: every image was unreadable")
+    say(summary(table, packed, bad))
+    meta = model_meta(hasher.checkpoint, hasher.state, hasher.cfg) | {"split": "collection"}
+    meta["collection"] = {"images": _absolute(images), "texts": _absolute(texts)}
+    n = max(len(rows) for _, rows in packed.values())
+    meta |= {"kind": kind, "params": choose_params(kind, n, meta["bits"], params)}
+    return write_index_dir(Path(out), table, packed, meta, overwrite)
+
+
+def addable_index(index_dir, images, texts):
+    """The collection index ``index_dir``, read; UserError when there is nothing to add or it
+    is a prepared split's index (cheap: before any model is loaded)."""
+    if images is None and texts is None:
+        raise UserError("add what? give --images DIR and / or --texts FILE")
+    check_index_folder(index_dir)
+    index = load_index(index_dir)
+    if "collection" not in index.meta:
+        raise UserError(f"--index {index_dir} holds split {index.meta['split']} of a prepared "
+                        "dataset; add works on a collection's index (`retrieve.py index --images "
+                        "DIR` / `--texts FILE`)")  # fmt: skip
+    return index
+
+
+def add_to_index(hasher, index_dir, images=None, texts=None, strict: bool = False,
+                 batch_size: int = 64, say=print) -> dict:  # fmt: skip
+    """Append the images and captions not yet in the collection index ``index_dir`` (``hasher``
+    must make its codes: :class:`cmh.retrieval.Searcher` checks that); its meta.json. What
+    `retrieve.py add` runs."""
+    index = addable_index(index_dir, images, texts)
+    fields = (index.items[key] for key in ("ids", "images", "captions"))
+    known = {key: (image, caption) for key, image, caption in zip(*fields, strict=True)}
+    table, packed, bad = encode_collection(hasher, images, texts, batch_size, strict, known, say)
+    say(summary(table, packed, bad) if table["ids"] else "nothing new: every item is in the index")
+    if not table["ids"]:
+        return index.meta
+    sources = index.meta["collection"]
+    update = {"collection": {"images": sources["images"] + _absolute(images),
+                             "texts": sources["texts"] + _absolute(texts)}}  # fmt: skip
+    return append_items(index.root, table, packed, update)
+
+
+def _absolute(path) -> list[str]:
+    return [str(Path(path).resolve())] if path else []

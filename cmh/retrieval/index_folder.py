@@ -22,7 +22,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from cmh.retrieval.binary_index import MODALITIES, build_index, search, set_search_params
+from cmh.retrieval.binary_index import (
+    MODALITIES,
+    build_index,
+    fingerprint,
+    search,
+    set_search_params,
+)
 from cmh.utils.atomic_io import atomic_path, write_text_atomic
 from cmh.utils.errors import UserError
 from cmh.utils.folder_lock import writing_folder
@@ -32,6 +38,14 @@ TABLE_KEYS = ("ids", "captions", "images", "labels")
 # meta.json, and every data file of any generation (format 1: no generation number)
 OWN_FILE = re.compile(r"meta\.json|(items|codes|image|text)(\.\d+)?\.(json|npz|faiss)")
 V1_FILES = {"items": "items.json", "codes": "codes.npz", **{m: f"{m}.faiss" for m in MODALITIES}}
+MODEL_SUMMARY = ("bits", "image_encoder", "text_encoder", "text_model", "image_size", "max_length")
+
+
+def model_meta(path: Path, state: dict, cfg) -> dict:
+    """What an index records of the checkpoint that made its codes (meta.json)."""
+    summary = {key: cfg.to_dict()[key] for key in MODEL_SUMMARY} | {"labels": len(cfg.label_names)}
+    return {"bits": cfg.bits, "checkpoint": str(Path(path).resolve()), "fingerprint": fingerprint(state),
+            "epoch": state.get("epoch"), "model": summary, "faiss": faiss.__version__}  # fmt: skip
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -280,3 +280,24 @@ def test_mih_search_finds_the_exact_neighbours_of_clustered_codes():
     got, pos = binary_index.search(mih, pq, 10)
     assert (got <= exact[:, -1:]).mean() >= 0.99
     assert np.array_equal(got, np.take_along_axis(hamming_distance(q, db), pos, axis=1))
+
+
+@pytest.mark.compares
+def test_the_api_builds_saves_loads_and_searches(model, collection, tmp_path):
+    """index_collection / add_to_index / load_index / Index.search: what retrieve.py runs."""
+    from cmh.retrieval import add_to_index, index_collection
+
+    hasher = Hasher.load(model["ckpt"], device="cpu")
+    photos, out, said = collection / "photos", tmp_path / "api", []
+    meta = index_collection(hasher, out, images=photos / "city", kind="ivf", params={"nlist": 2}, say=said.append)
+    assert meta["kind"] == "ivf" and meta["params"] == {"nlist": 2, "nprobe": 16}
+    meta = add_to_index(hasher, out, images=photos / "beach", texts=collection / "captions.txt", say=said.append)
+    assert meta["counts"] == {"image": 40, "text": 30} and "encoded 20 images, 30 captions" in said[-1]
+    index = load_index(out)
+    query = hasher.encode_texts([model["captions"][0]])
+    dist, rows = index.search("image", query, k=40)  # nprobe 16 >= nlist: every list, exact
+    want = hamming_distance(unpack(query), unpack(index.codes["image"]))[0]
+    assert sorted(dist[0].tolist()) == sorted(want.tolist())
+    for d, r in zip(dist[0], rows[0], strict=True):
+        position = int(np.flatnonzero(index.rows["image"] == r)[0])
+        assert want[position] == d and index.items["images"][r] is not None
