@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cmh.data.prepared_folder import check_prepared_folder
 from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
 from cmh.retrieval.binary_index import KINDS, MODALITIES, choose_params, describe
 from cmh.retrieval.collection import add_to_index, addable_index, index_collection, split_items
@@ -51,8 +52,13 @@ def given_params(args: argparse.Namespace) -> dict:
 def run_index(args: argparse.Namespace) -> dict:
     """Encode a split of --data, or --images / --texts, with --checkpoint into --out; its meta."""
     out = Path(args.out)
-    check_all(lambda: check_out(out, args.overwrite), lambda: check_checkpoint_file(Path(args.checkpoint)))
+    check_all(lambda: check_out(out, args.overwrite),  # cheap checks first, every problem at once
+              lambda: check_checkpoint_file(Path(args.checkpoint)),
+              lambda: args.data is None or check_prepared_folder(args.data))  # fmt: skip
     if args.images is not None or args.texts is not None:
+        if args.split != "database":
+            raise UserError(f"--split {args.split} picks a split of a prepared dataset; a "
+                            "collection (--images / --texts) is indexed whole")  # fmt: skip
         hasher = Hasher.load(args.checkpoint, args.device, data=args.data)
         return index_collection(hasher, out, args.images, args.texts, args.kind, given_params(args),
                                 args.strict, args.overwrite, args.batch_size, say=note)  # fmt: skip

@@ -133,8 +133,9 @@ def encode_collection(hasher, images=None, texts=None, batch_size: int = 64, str
     packed_images, image_ids, bad = encode_images(hasher, found, batch_size, strict) if found else (None, [], [])
     table = {key: [] for key in TABLE_KEYS}
     row_of: dict[str, int] = {}
+    encoded = set(image_ids)
     for key, path in found:
-        if key in image_ids:
+        if key in encoded:
             row_of[key] = len(table["ids"])
             _append(table, key, str(path), None)
     text_rows = []
@@ -169,7 +170,7 @@ def _seen(known: dict, key: str, source: str, which: int) -> bool:
         return False
     if known[key][which] != source:
         what = ("image", "caption")[which]
-        held = known[key][which] or f"a {('caption', 'image')[which]} without an {what}"
+        held = known[key][which] or ("a caption without an image", "an image without a caption")[which]
         raise UserError(f"{what} id {key!r} is already in the index ({held!r}); ids name one "
                         "item: rename the new file")  # fmt: skip
     return True

@@ -221,6 +221,9 @@ def test_add_refusals(model, collection, tmp_path, capsys, learned_run):
     assert "image id '000.jpg' is already in the index" in capsys.readouterr().err
     assert retrieve.main(["add", "--index", str(col)]) == 2
     assert "add what? give --images DIR and / or --texts FILE" in capsys.readouterr().err
+    argv = ["index", "--checkpoint", ck, "--out", str(tmp_path / "x"), "--images", str(photos), "--split", "query"]
+    assert retrieve.main(argv) == 2
+    assert "--split query picks a split of a prepared dataset" in capsys.readouterr().err
 
 
 def test_a_crash_during_add_leaves_the_last_index(model, collection, tmp_path, capsys, monkeypatch):
