@@ -27,6 +27,7 @@ from cmh.retrieval.index_folder import load_index
 from cmh.retrieval.results_page import file_thumbnail, jpeg_thumbnail
 from cmh.retrieval.searching import Searcher
 from cmh.utils.errors import UserError
+from cmh.utils.interrupts import Interrupted, stop_on_signals
 
 STYLE = (
     "body{font-family:sans-serif;margin:16px}form{display:inline-block;margin-right:24px}"
@@ -169,16 +170,19 @@ def card(r: dict) -> str:
 
 def serve(index: str, checkpoint: str | None, device: str, host: str, port: int, k: int,
           max_upload: int) -> int:  # fmt: skip
-    """Run the page until Ctrl-C; it says where it listens."""
+    """Run the page until Ctrl-C or SIGTERM (also when started in the background, where a shell
+    leaves SIGINT ignored); it says where it listens. Returns the shell's status: 130 / 143."""
     app = create_app(index, checkpoint, device, k, max_upload)  # first: says when Flask is absent
     from werkzeug.serving import make_server
 
     server = make_server(host, port, app, threaded=True)
     print(f"serving {index} at http://{host}:{server.server_port}/ (Ctrl-C stops)", file=sys.stderr)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with stop_on_signals():
+            server.serve_forever()
+    except Interrupted as stop:
+        print(f"stopped ({stop.name})", file=sys.stderr)
+        return stop.exit_status
     finally:
         server.server_close()
     return 0

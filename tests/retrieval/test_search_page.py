@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
@@ -231,3 +232,35 @@ def test_the_screenshot_script_types_uploads_and_saves_both_pages(index, browser
         with Image.open(f"{out}-{name}.png") as shot:
             assert shot.size[0] == 900 and shot.mode == "P"  # the height: the window less its bars
     assert printed.count("\n  ") == 8  # four results a page
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_ctrl_c_and_sigterm(index, signum):
+    """A real `retrieve.py serve` process (SIGINT ignored as a shell leaves it for a background
+    job): it answers, then stops on the signal with the shell's status, saying so."""
+    pytest.importorskip("flask")
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, str(repo / "retrieve.py"), "serve", "--index", str(index), "--port", "0",
+         "--device", "cpu"],  # fmt: skip
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline()
+        assert "serving" in line and "(Ctrl-C stops)" in line, line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        proc.send_signal(signum)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.returncode == 128 + signum
+        assert f"stopped ({signal.Signals(signum).name})" in proc.stderr.read()
+    finally:
+        proc.kill()
