@@ -68,6 +68,7 @@ def run_index(args: argparse.Namespace) -> dict:
     meta = model_meta(loaded.path, loaded.state, loaded.cfg)
     meta |= {"split": args.split, "data": str(Path(loaded.data.root).resolve()), "kind": args.kind}
     meta["params"] = choose_params(args.kind, len(table["ids"]), meta["bits"], given_params(args))
+    meta["given"] = {k: v for k, v in given_params(args).items() if v is not None}
     return write_index_dir(out, table, packed, meta, args.overwrite)
 
 

@@ -198,8 +198,11 @@ def index_collection(hasher, out, images=None, texts=None, kind: str = "flat",
     say(summary(table, packed, bad))
     meta = model_meta(hasher.checkpoint, hasher.state, hasher.cfg) | {"split": "collection"}
     meta["collection"] = {"images": _absolute(images), "texts": _absolute(texts)}
+    if hasher.vocab is not None:  # a bag-of-words model: queries and adds count with this vocabulary
+        meta["data"] = str(Path(hasher.data).resolve())
     n = max(len(rows) for _, rows in packed.values())
     meta |= {"kind": kind, "params": choose_params(kind, n, meta["bits"], params)}
+    meta["given"] = {k: v for k, v in (params or {}).items() if v is not None}
     return write_index_dir(Path(out), table, packed, meta, overwrite)
 
 
@@ -223,6 +226,9 @@ def add_to_index(hasher, index_dir, images=None, texts=None, strict: bool = Fals
     must make its codes: :class:`cmh.retrieval.Searcher` checks that); its meta.json. What
     `retrieve.py add` runs."""
     index = addable_index(index_dir, images, texts)
+    if hasher.fingerprint != index.meta["fingerprint"]:
+        raise UserError(f"{index_dir} was built with checkpoint {index.meta['checkpoint']}; "
+                        f"{hasher.checkpoint} makes other codes: add with the index's model")  # fmt: skip
     fields = (index.items[key] for key in ("ids", "images", "captions"))
     known = {key: (image, caption) for key, image, caption in zip(*fields, strict=True)}
     table, packed, bad = encode_collection(hasher, images, texts, batch_size, strict, known, say)
@@ -232,7 +238,7 @@ def add_to_index(hasher, index_dir, images=None, texts=None, strict: bool = Fals
     sources = index.meta["collection"]
     update = {"collection": {"images": sources["images"] + _absolute(images),
                              "texts": sources["texts"] + _absolute(texts)}}  # fmt: skip
-    return append_items(index.root, table, packed, update)
+    return append_items(index.root, table, packed, update, read=index.meta)
 
 
 def _absolute(path) -> list[str]:

@@ -6,7 +6,7 @@
     text_codes = hasher.encode_texts(["two people on a beach"])               # uint8 [1, bits/8]
 
 The checkpoint's own preprocessing: an image is decoded to RGB (16-bit grayscale scaled, alpha
-dropped: :func:`cmh.data.image_transforms.to_rgb`), resized to the model's square size and
+laid over white: :func:`cmh.data.image_transforms.to_rgb`), resized to the model's square size and
 normalised with its statistics (the evaluation transform); a text is tokenized with the model's
 tokenizer, cut at its --max-length and padded to the longest of its batch (a bag-of-words model
 counts the words of the vocabulary of the data it trained on). The codes are the sign of the
@@ -69,6 +69,7 @@ class Hasher:
     cfg: Any
     device: torch.device
     vocab: dict | None = None  # word -> column, for a bag-of-words text tower
+    data: str | None = None  # the prepared folder that vocabulary comes from
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto", data: str | Path | None = None):
@@ -86,7 +87,7 @@ class Hasher:
                 raise UserError(f"{path}: a bag-of-words model; pass the prepared folder it "
                                 "trained on (data=..., --data DIR) for its vocabulary")  # fmt: skip
             vocab = {w: i for i, w in enumerate(load_prepared(data).vocab)}
-        return cls(path, state, model, tokenizer, cfg, resolve_device(device), vocab)
+        return cls(path, state, model, tokenizer, cfg, resolve_device(device), vocab, vocab and str(data))
 
     @property
     def bits(self) -> int:

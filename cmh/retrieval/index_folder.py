@@ -24,6 +24,7 @@ import numpy as np
 
 from cmh.retrieval.binary_index import (
     MODALITIES,
+    auto_nlist,
     build_index,
     fingerprint,
     search,
@@ -75,10 +76,12 @@ class Index:
     items: dict  # TABLE_KEYS -> one entry per item (None where an item lacks it), label_names
     codes: dict[str, np.ndarray]  # modality -> uint8 [n_m, ceil(bits/8)]
     rows: dict[str, np.ndarray]  # modality -> int64 [n_m]: the item row of each code
+    faiss_bytes: dict[str, np.ndarray]  # modality -> the .faiss file, read with the rest
 
     def faiss_index(self, modality: str, params: dict | None = None):
+        """A fresh FAISS index of ``modality`` (its own search parameters: safe across threads)."""
         path = self.root / self.meta.get("files", V1_FILES)[modality]
-        index = faiss.read_index_binary(str(path))
+        index = faiss.deserialize_index_binary(self.faiss_bytes[modality])
         if index.d != 8 * self.codes[modality].shape[1] or index.ntotal != len(self.rows[modality]):
             raise UserError(
                 f"{path} holds {index.ntotal} codes of {index.d} bits; the folder's codes.npz "
@@ -122,14 +125,19 @@ def load_index(root: str | Path) -> Index:
         raise UserError(f"{root}/meta.json: format_version {meta.get('format_version')} is not "
                         f"1 or {FORMAT_VERSION}: rebuild the index with this version")  # fmt: skip
     files = meta.get("files", V1_FILES)
-    items = json.loads((root / files["items"]).read_text(encoding="utf-8"))
-    with np.load(root / files["codes"]) as z:
-        codes = {m: z[m] for m in meta["modalities"]}
-        rows = {m: z[f"{m}_rows"] if f"{m}_rows" in z else np.arange(len(codes[m])) for m in codes}
+    try:  # every file of the generation now: a later commit removes them
+        items = json.loads((root / files["items"]).read_text(encoding="utf-8"))
+        with np.load(root / files["codes"]) as z:
+            codes = {m: z[m] for m in meta["modalities"]}
+            rows = {m: z[f"{m}_rows"] if f"{m}_rows" in z else np.arange(len(codes[m])) for m in codes}
+        blobs = {m: np.fromfile(root / files[m], dtype=np.uint8) for m in codes}
+    except FileNotFoundError as e:
+        raise UserError(f"{root}: {Path(e.filename).name} is gone: the index changed while it was "
+                        "read (an `add` or `index --overwrite` committed); run again") from None  # fmt: skip
     for m, c in codes.items():
         if c.shape[1:] != ((meta["bits"] + 7) // 8,) or len(rows[m]) != len(c):
             raise UserError(f"{root}/{files['codes']}: {m} codes {c.shape} do not match meta.json bits")
-    return Index(root, meta, items, codes, rows)
+    return Index(root, meta, items, codes, rows, blobs)
 
 
 def commit(out: Path, table: dict, packed: dict, meta: dict, faiss_indexes: dict) -> None:
@@ -162,17 +170,31 @@ def write_index_dir(out: Path, table: dict, packed: dict, meta: dict, overwrite:
     ``overwrite``, next) generation, under the folder's one-writer lock; the meta written."""
     with writing_folder(out, "an index build", done_when="meta.json"):
         check_out(out, overwrite)  # again, now that no other build can write here
-        indexes = {m: build_index(c, meta["kind"], meta["params"]) for m, (c, _) in packed.items()}
+        indexes = {m: build_index(c, meta["kind"], modality_params(meta, len(c))) for m, (c, _) in packed.items()}
         commit(out, table, packed, meta, indexes)
         return json.loads((out / "meta.json").read_text())
 
 
-def append_items(root: Path, table: dict, packed: dict, meta_update: dict) -> dict:
+def modality_params(meta: dict, n: int) -> dict:
+    """The build parameters of a modality of n codes: meta's, with a chosen IVF nlist that n
+    codes cannot fill (a few captions beside many images) chosen again for n."""
+    params = dict(meta["params"])
+    if meta["kind"] == "ivf" and not meta.get("given", {}).get("nlist") and params["nlist"] > n:
+        params["nlist"] = auto_nlist(n)
+    return params
+
+
+def append_items(root: Path, table: dict, packed: dict, meta_update: dict, read: dict) -> dict:
     """Add items to an index folder without re-encoding the old ones: the new rows of ``table``
     appended to the items, each modality's new codes (rows relative to ``table``) added to its
-    FAISS index (built when the modality is new). Under the folder's lock; the meta written."""
+    FAISS index (built when the modality is new). Under the folder's lock; refused when the
+    folder changed since ``read`` (its meta.json when the new items were chosen and encoded:
+    another writer committed meanwhile). The meta written."""
     with writing_folder(root, "an index update", done_when="meta.json"):
         index = load_index(root)  # again, now that no other writer can change it
+        if (index.meta.get("generation"), index.meta["fingerprint"]) != (read.get("generation"), read["fingerprint"]):
+            raise UserError(f"{root} changed while the new items were encoded (another `add` or "
+                            "`index --overwrite` committed); run add again")  # fmt: skip
         start = len(index.items["ids"])
         merged = {key: index.items[key] + table[key] for key in TABLE_KEYS}
         merged["label_names"] = index.items["label_names"]
@@ -187,7 +209,7 @@ def append_items(root: Path, table: dict, packed: dict, meta_update: dict) -> di
                 continue
             codes, rows = new[0], np.asarray(new[1], np.int64) + start
             if old is None:
-                indexes[m] = build_index(codes, index.meta["kind"], index.meta["params"])
+                indexes[m] = build_index(codes, index.meta["kind"], modality_params(index.meta, len(codes)))
             else:
                 indexes[m] = index.faiss_index(m)
                 indexes[m].add(codes)

@@ -51,6 +51,7 @@ class Searcher:
                 "pass --checkpoint (the same model) or rebuild the index"
             )
         self._faiss: dict = {}
+        self.clip_k = False  # True (the page): a k larger than the codes searched shows them all
 
     @functools.cached_property
     def hasher(self) -> Hasher:
@@ -121,6 +122,8 @@ class Searcher:
         """Result rows of the packed query code [1, B]; fills info["searched"] / ["more_tied"]."""
         searched = info["searched"] = self.target(info["modality"])
         n = len(self.index.rows[searched])
+        if k > n and self.clip_k:
+            k = n
         if k > n:
             raise UserError(f"--k {k} is larger than the database ({n} items in {self.index.root})")
         key = (searched, tuple(sorted((params or {}).items())))

@@ -50,6 +50,7 @@ class Live:
         stamp = (self.root / "meta.json").stat().st_mtime_ns
         if stamp != self.stamp:
             searcher = Searcher(load_index(self.root), self.checkpoint, self.device)
+            searcher.clip_k = True  # a collection smaller than --k: show it all
             if self.searcher is not None:  # the same model: keep it loaded
                 searcher.__dict__["hasher"] = self.searcher.hasher
             self.searcher, self.stamp = searcher, stamp
@@ -64,7 +65,7 @@ def create_app(index: str, checkpoint: str | None = None, device: str = "auto", 
     except ImportError:
         raise UserError("retrieve.py serve needs Flask: pip install -r requirements-serve.txt") from None
     live = Live(index, checkpoint, device)
-    app = Flask("cmh-search")
+    app = Flask("cmh-search", static_folder=None)  # no /static/ route: nothing but the index's images
     app.config["MAX_CONTENT_LENGTH"] = max_upload
 
     @app.get("/")
@@ -90,7 +91,7 @@ def create_app(index: str, checkpoint: str | None = None, device: str = "auto", 
             info, rows = searcher.by_image(image, k, name=f"upload {sent.filename}")
         except UserError as e:
             return render(searcher, error=str(e)), 400
-        return render(searcher, info, rows, upload=data)
+        return render(searcher, info, rows, upload=image)
 
     @app.errorhandler(413)
     def too_large(_):
@@ -104,7 +105,7 @@ def create_app(index: str, checkpoint: str | None = None, device: str = "auto", 
             abort(404)
         try:
             return Response(thumbnail(items["images"][row]), mimetype="image/jpeg")
-        except (OSError, ValueError):
+        except Exception:  # a file gone or broken since indexing (PIL raises many types): not found
             abort(404)
 
     return app
@@ -115,20 +116,30 @@ def thumbnail(path: str) -> bytes:
     return file_thumbnail(path)
 
 
+MAX_PIXELS = 40_000_000  # an upload's decoded size: 40 megapixels (120 MB of RGB) at most
+
+
 def open_upload(data: bytes, filename: str):
-    """The uploaded bytes as a PIL image; UserError when they are not an image."""
+    """The uploaded bytes as a PIL image; UserError when they are not an image or would decode
+    to more than MAX_PIXELS (a small file can hold a huge image)."""
     from PIL import Image
 
     try:
         image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise UserError(f"upload {filename}: {width} x {height} pixels is more than "
+                            f"{MAX_PIXELS // 1_000_000} megapixels")  # fmt: skip
         image.load()
+    except UserError:
+        raise
     except Exception as e:  # PIL raises OSError, SyntaxError, DecompressionBombError...
         raise UserError(f"upload {filename}: not an image ({type(e).__name__})") from None
     return image
 
 
 def render(searcher: Searcher, info: dict | None = None, rows: list | None = None, q: str = "",
-           error: str = "", upload: bytes | None = None) -> str:  # fmt: skip
+           error: str = "", upload=None) -> str:  # fmt: skip
     """The whole page: the forms, an error or the query, then the result cards."""
     e, meta = html.escape, searcher.index.meta
     title = f"{e(Path(searcher.index.root).name)}: {meta['n_items']} items, {meta['bits']} bits"
@@ -147,14 +158,13 @@ def render(searcher: Searcher, info: dict | None = None, rows: list | None = Non
             f"<style>{STYLE}</style></head><body><h2>{title}</h2>{forms}{body}</body></html>")  # fmt: skip
 
 
-def query_html(info: dict, upload: bytes | None) -> str:
+def query_html(info: dict, upload) -> str:
+    """The query: its kind, the text, or the uploaded image (a PIL image) as a thumbnail."""
     e = html.escape
     what = f"item {e(str(info['id']))} ({info['modality']})" if "id" in info else info["modality"]
     shown = f"<p>{e(info['caption'])}</p>" if info.get("caption") else ""
     if upload is not None:
-        from PIL import Image
-
-        jpeg = base64.b64encode(jpeg_thumbnail(Image.open(io.BytesIO(upload)))).decode()
+        jpeg = base64.b64encode(jpeg_thumbnail(upload)).decode()
         shown = f'<img alt="query" src="data:image/jpeg;base64,{jpeg}">'
     return (f'<div class="query" id="query"><h3>Query: {what} -> {e(info["searched"])} codes</h3>'
             f"{shown}</div>")  # fmt: skip

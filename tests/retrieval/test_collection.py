@@ -304,3 +304,38 @@ def test_the_api_builds_saves_loads_and_searches(model, collection, tmp_path):
     for d, r in zip(dist[0], rows[0], strict=True):
         position = int(np.flatnonzero(index.rows["image"] == r)[0])
         assert want[position] == d and index.items["images"][r] is not None
+
+
+def test_add_refuses_another_model_and_a_folder_changed_meanwhile(model, collection, tmp_path):
+    import torch
+
+    from cmh.retrieval import add_to_index, index_collection
+    from cmh.retrieval.index_folder import append_items, modality_params
+
+    photos, out = collection / "photos", tmp_path / "col"
+    hasher = Hasher.load(model["ckpt"], device="cpu")
+    index_collection(hasher, out, images=photos / "city", say=lambda _: None)
+    state = torch.load(model["ckpt"], weights_only=False)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1
+    torch.save(state, tmp_path / "other.pt")
+    other = Hasher.load(tmp_path / "other.pt", device="cpu")
+    with pytest.raises(UserError, match="makes other codes: add with the index's model"):
+        add_to_index(other, out, images=photos / "beach", say=lambda _: None)
+    meta = load_index(out).meta
+    with pytest.raises(UserError, match="changed while the new items were encoded"):
+        append_items(out, {"ids": [], "captions": [], "images": [], "labels": []}, {}, {},
+                     read={**meta, "generation": meta["generation"] - 1})  # fmt: skip
+    # a chosen IVF nlist that a small modality cannot fill is chosen again for it; a given one is kept
+    ivf = {"kind": "ivf", "params": {"nlist": 100, "nprobe": 16}}
+    assert modality_params(ivf, 50)["nlist"] == binary_index.auto_nlist(50)
+    assert modality_params({**ivf, "given": {"nlist": 100}}, 50)["nlist"] == 100
+
+
+def test_a_reader_whose_files_were_replaced_is_told_to_run_again(model, collection, tmp_path):
+    out = tmp_path / "col"
+    assert retrieve.main(["index", "--checkpoint", str(model["ckpt"]), "--out", str(out),
+                          "--images", str(collection / "photos" / "city")]) == 0  # fmt: skip
+    (out / "image.1.faiss").unlink()  # as a commit between reading meta.json and the data
+    with pytest.raises(UserError, match="image.1.faiss is gone: the index changed while it was read"):
+        load_index(out)

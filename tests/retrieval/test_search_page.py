@@ -138,14 +138,20 @@ def test_the_page_in_a_browser(server, browser, index, learn_prepared, capsys, t
     browser.save_screenshot(str(tmp_path / "refused.png"))
 
 
-def test_refusals_through_the_test_client(index, tmp_path):
+def test_refusals_through_the_test_client(index, tmp_path, monkeypatch):
     pytest.importorskip("flask")
     import io
+
+    from PIL import Image
 
     from cmh.retrieval.server import create_app
 
     before = snapshot(index)
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "secret.txt").write_text("not the index's")
+    monkeypatch.chdir(tmp_path)  # Flask's default /static/ route would serve this folder
     client = create_app(str(index), device="cpu", k=5, max_upload=MAX_UPLOAD).test_client()
+    assert client.get("/static/secret.txt").status_code == 404
     big = client.post("/", data={"image": (io.BytesIO(b"\xff" * (2 * MAX_UPLOAD)), "big.jpg")})
     assert big.status_code == 413 and b"the upload is larger than 0.0625 MB" in big.data
     bad = client.post("/", data={"image": (io.BytesIO(b"GIF89a broken"), "x.gif")})
@@ -159,6 +165,13 @@ def test_refusals_through_the_test_client(index, tmp_path):
     assert client.get("/image/-1").status_code == 404
     ok = client.get("/image/0")
     assert ok.status_code == 200 and ok.mimetype == "image/jpeg" and ok.data[:2] == b"\xff\xd8"
+    huge = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(huge, format="PNG", optimize=True)  # ~50 KB, 48 megapixels
+    wide = create_app(str(index), device="cpu", k=500, max_upload=10 * 2**20).test_client()
+    refused = wide.post("/", data={"image": (io.BytesIO(huge.getvalue()), "huge.png")})
+    assert refused.status_code == 400 and b"8000 x 6000 pixels is more than 40 megapixels" in refused.data
+    everything = wide.get("/?q=sky")  # k 500 > the 216 codes: the page shows them all
+    assert everything.status_code == 200 and everything.data.count(b'class="hit"') == 216
     assert snapshot(index) == before
 
 
