@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cmh.data.prepared_folder import check_prepared_folder
 from cmh.evaluation.from_checkpoint import encode_splits, load_for_evaluation
-from cmh.retrieval.binary_index import KINDS, MODALITIES, choose_params, describe
+from cmh.retrieval.binary_index import KINDS, MODALITIES, describe
 from cmh.retrieval.collection import add_to_index, addable_index, index_collection, split_items
 from cmh.retrieval.hasher import Hasher
 from cmh.retrieval.index_folder import (
@@ -67,15 +67,14 @@ def run_index(args: argparse.Namespace) -> dict:
     table, packed = split_items(loaded.data, encoded)
     meta = model_meta(loaded.path, loaded.state, loaded.cfg)
     meta |= {"split": args.split, "data": str(Path(loaded.data.root).resolve()), "kind": args.kind}
-    meta["params"] = choose_params(args.kind, len(table["ids"]), meta["bits"], given_params(args))
-    meta["given"] = {k: v for k, v in given_params(args).items() if v is not None}
-    return write_index_dir(out, table, packed, meta, args.overwrite)
+    return write_index_dir(out, table, packed, meta | {"given": given_params(args)}, args.overwrite)
 
 
 def run_add(args: argparse.Namespace) -> dict:
     """Append --images / --texts to the collection index --index: only items not in it yet."""
-    searcher = Searcher(addable_index(args.index, args.images, args.texts), args.checkpoint, args.device)
-    return add_to_index(searcher.hasher, args.index, args.images, args.texts, args.strict,
+    index = addable_index(args.index, args.images, args.texts)  # before any model is loaded
+    searcher = Searcher(index, args.checkpoint, args.device)
+    return add_to_index(searcher.hasher, index, args.images, args.texts, args.strict,
                         args.batch_size, say=note)  # fmt: skip
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmh.retrieval.binary_index import choose_params, pack_codes
+from cmh.retrieval.binary_index import pack_codes
 from cmh.retrieval.index_folder import (
     TABLE_KEYS,
+    Index,
     append_items,
     check_index_folder,
     load_index,
@@ -112,8 +113,7 @@ def encode_images(hasher, found: list[tuple[str, Path]], batch_size: int, strict
         if len(batch) == batch_size:
             flush()
     flush()
-    width = (hasher.bits + 7) // 8
-    return (np.concatenate(codes) if codes else np.zeros((0, width), np.uint8)), ids, bad
+    return (np.concatenate(codes) if codes else hasher.no_codes()), ids, bad
 
 
 def encode_collection(hasher, images=None, texts=None, batch_size: int = 64, strict: bool = False,
@@ -200,9 +200,7 @@ def index_collection(hasher, out, images=None, texts=None, kind: str = "flat",
     meta["collection"] = {"images": _absolute(images), "texts": _absolute(texts)}
     if hasher.vocab is not None:  # a bag-of-words model: queries and adds count with this vocabulary
         meta["data"] = str(Path(hasher.data).resolve())
-    n = max(len(rows) for _, rows in packed.values())
-    meta |= {"kind": kind, "params": choose_params(kind, n, meta["bits"], params)}
-    meta["given"] = {k: v for k, v in (params or {}).items() if v is not None}
+    meta |= {"kind": kind, "given": params or {}}
     return write_index_dir(Path(out), table, packed, meta, overwrite)
 
 
@@ -222,10 +220,10 @@ def addable_index(index_dir, images, texts):
 
 def add_to_index(hasher, index_dir, images=None, texts=None, strict: bool = False,
                  batch_size: int = 64, say=print) -> dict:  # fmt: skip
-    """Append the images and captions not yet in the collection index ``index_dir`` (``hasher``
-    must make its codes: :class:`cmh.retrieval.Searcher` checks that); its meta.json. What
-    `retrieve.py add` runs."""
-    index = addable_index(index_dir, images, texts)
+    """Append the images and captions not yet in the collection index ``index_dir`` (a folder,
+    or the :class:`Index` :func:`addable_index` read from it); ``hasher`` must make its codes.
+    Its meta.json. What `retrieve.py add` runs."""
+    index = index_dir if isinstance(index_dir, Index) else addable_index(index_dir, images, texts)
     if hasher.fingerprint != index.meta["fingerprint"]:
         raise UserError(f"{index_dir} was built with checkpoint {index.meta['checkpoint']}; "
                         f"{hasher.checkpoint} makes other codes: add with the index's model")  # fmt: skip

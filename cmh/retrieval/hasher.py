@@ -77,8 +77,8 @@ class Hasher:
         bag-of-words text tower counts (default: the one the run trained on)."""
         path = Path(checkpoint)
         check_checkpoint_file(path)
-        state = load_checkpoint(path)
-        model, tokenizer, cfg = load_model(state, resolve_device(device), source=path)
+        state, device = load_checkpoint(path), resolve_device(device)
+        model, tokenizer, cfg = load_model(state, device, source=path)
         model.eval()
         vocab = None
         if cfg.text_encoder == "bow" and model.text is not None:
@@ -87,7 +87,7 @@ class Hasher:
                 raise UserError(f"{path}: a bag-of-words model; pass the prepared folder it "
                                 "trained on (data=..., --data DIR) for its vocabulary")  # fmt: skip
             vocab = {w: i for i, w in enumerate(load_prepared(data).vocab)}
-        return cls(path, state, model, tokenizer, cfg, resolve_device(device), vocab, vocab and str(data))
+        return cls(path, state, model, tokenizer, cfg, device, vocab, vocab and str(data))
 
     @property
     def bits(self) -> int:
@@ -96,6 +96,10 @@ class Hasher:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(m for m in ("image", "text") if getattr(self.model, m) is not None)
+
+    def no_codes(self) -> np.ndarray:
+        """The packed codes of no item: uint8 [0, ceil(bits/8)]."""
+        return np.zeros((0, (self.bits + 7) // 8), np.uint8)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -129,7 +133,7 @@ class Hasher:
         for start in range(0, len(images), batch_size):
             part = images[start : start + batch_size]
             out.append(self.encode_pixels(torch.stack([self.preprocess_image(im) for im in part])))
-        return np.concatenate(out) if out else np.zeros((0, (self.bits + 7) // 8), np.uint8)
+        return np.concatenate(out) if out else self.no_codes()
 
     @torch.no_grad()
     def encode_texts(self, texts, batch_size: int = 128) -> np.ndarray:
@@ -141,7 +145,7 @@ class Hasher:
         for start in range(0, len(texts), batch_size):
             h = self.model.encode_text(self._text_batch(texts[start : start + batch_size]))
             out.append(pack_codes(binarize(h.float()).cpu().numpy()))
-        return np.concatenate(out) if out else np.zeros((0, (self.bits + 7) // 8), np.uint8)
+        return np.concatenate(out) if out else self.no_codes()
 
     def _text_batch(self, texts: list[str]) -> dict:
         if self.vocab is not None:

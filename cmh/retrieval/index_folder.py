@@ -26,6 +26,7 @@ from cmh.retrieval.binary_index import (
     MODALITIES,
     auto_nlist,
     build_index,
+    choose_params,
     fingerprint,
     search,
     set_search_params,
@@ -166,8 +167,14 @@ def commit(out: Path, table: dict, packed: dict, meta: dict, faiss_indexes: dict
 
 
 def write_index_dir(out: Path, table: dict, packed: dict, meta: dict, overwrite: bool) -> dict:
-    """Build each modality's FAISS index and commit it all as the folder's first (or, with
-    ``overwrite``, next) generation, under the folder's one-writer lock; the meta written."""
+    """Build each modality's FAISS index of ``meta["kind"]`` and commit it all as the folder's
+    first (or, with ``overwrite``, next) generation, under the folder's one-writer lock; the meta
+    written. meta["params"]: the parameters ``meta["given"]`` names, the rest chosen for the
+    largest modality (:func:`binary_index.choose_params`; IVF lists per modality:
+    :func:`modality_params`)."""
+    given = {k: v for k, v in meta.get("given", {}).items() if v is not None}
+    n = max(len(rows) for _, rows in packed.values())
+    meta = {**meta, "given": given, "params": choose_params(meta["kind"], n, meta["bits"], given)}
     with writing_folder(out, "an index build", done_when="meta.json"):
         check_out(out, overwrite)  # again, now that no other build can write here
         indexes = {m: build_index(c, meta["kind"], modality_params(meta, len(c))) for m, (c, _) in packed.items()}
