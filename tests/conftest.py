@@ -47,9 +47,12 @@ def tiny_flags() -> list[str]:
 
 
 # A tiny run that learns: mean-pooled tiny BERT (its [CLS] feature at random initialisation is
-# nearly the same for every caption, so [CLS] codes collapse to one), 6 epochs over 120 training
-# items. Measured here: I2T / T2I about chance + 0.2, codes of 40-90% of the items distinct.
-LEARN_FLAGS = [*TINY_FLAGS, "--pooling", "mean", "--epochs", "6"]
+# nearly the same for every caption, so [CLS] codes collapse to one), 32 bits, 6 epochs over 120
+# training items. Measured here (one thread; two threads give other digits): I2T / T2I chance +
+# 0.21 / + 0.20, codes of 49% / 65% of the items distinct (at 16 bits: 23% / 34%, too few).
+LEARN_BITS = 32
+LEARN_FLAGS = [*TINY_FLAGS, "--pooling", "mean", "--epochs", "6", "--bits", str(LEARN_BITS),
+               "--margin", "12"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +113,30 @@ def pytest_addoption(parser):
                      "must fail)")  # fmt: skip
 
 
+# One torch thread per pytest process, and per process it starts: torch's float reductions are
+# split by thread, so a tiny run's digits (and whether its towers learn) would depend on the
+# machine's core count; with one thread they depend on the CPU's instruction set alone, and two
+# worker processes (pytest-xdist, `-n auto` in pyproject.toml) use two cores better than one
+# process of two threads (measured: a tiny run 3.8 s on one thread, 3.2 s on two; two runs side
+# by side 4.2 s each). The README's demo is run as the README runs it (tests/docs/doc_demo.py):
+# with the threads a fresh `python train.py --demo` takes here, recorded before the pinning.
+SUITE_THREADS = 1
+README_THREADS_VAR = "CMH_TESTS_README_THREADS"
+MAX_WORKERS = 8
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: a worker per core, at most MAX_WORKERS (each holds torch and its run folders)."""
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
 def pytest_configure(config):
+    import torch
+
+    # the first pytest process records the machine's own thread count; workers inherit it
+    os.environ.setdefault(README_THREADS_VAR, str(torch.get_num_threads()))
+    os.environ["OMP_NUM_THREADS"] = str(SUITE_THREADS)
+    torch.set_num_threads(SUITE_THREADS)
     tower = config.getoption("--constant-tower")
     if not tower:
         return

@@ -9,7 +9,9 @@ are what it printed, when a page shows that.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -76,6 +78,23 @@ def demo_table(text: str) -> dict[str, list[str]]:
 
 
 _demo: dict[str, Path] = {}
+
+
+@contextlib.contextmanager
+def readme_threads():
+    """The threads a fresh ``python train.py --demo`` computes with on this machine (the suite
+    pins one thread, tests/conftest.py; the README's digits come from a fresh process); the
+    suite's pinning is restored after."""
+    import torch
+    from conftest import README_THREADS_VAR, SUITE_THREADS
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(int(os.environ[README_THREADS_VAR]))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(SUITE_THREADS)
 
 
 def demo_run(tmp_path_factory) -> Path:

@@ -28,6 +28,7 @@ from doc_demo import (
     demo_table,
     page_name,
     printed_digits,
+    readme_threads,
     same_kernels_as_readme,
     sessions,
 )
@@ -38,6 +39,14 @@ import retrieve
 
 REPO_PLACEHOLDER = "/path/to/repo"  # the README's stand-in for the clone's absolute path
 README_TEXT = README.read_text(encoding="utf-8")
+
+
+# the whole module (its tests run on one worker: --dist loadfile) on the threads the demo was
+# trained with, so evaluate and retrieve print what the README shows
+@pytest.fixture(scope="module", autouse=True)
+def threads_as_the_readme():
+    with readme_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +151,7 @@ def test_the_retrieval_examples_run_and_show_the_demo_data(retrieved):
     kernels (the query line, the header, the number of rows) is compared on any machine."""
     kinds = [shlex.split(command)[2] for _, command, _, _ in retrieved]
     assert kinds.count("index") >= 1 and kinds.count("add") >= 1 and kinds.count("query") >= 3, kinds
+
     def rows(lines):  # the tie line ("+N more at distance D") depends on the codes: not counted
         return [line for line in lines if not line.startswith("+")]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LEARN_BITS
 from learning import assert_diverse
 from PIL import Image
 
@@ -78,7 +79,7 @@ def test_hasher_codes_equal_evaluate_for_paths_pil_and_arrays(model):
     want = binary_index.pack_codes(db["image"][:5])
     assert np.array_equal(hasher.encode_images(pils, batch_size=2), want)
     assert np.array_equal(hasher.encode_images(arrays, batch_size=3), want)
-    assert hasher.bits == 16 and hasher.modalities == ("image", "text")
+    assert hasher.bits == LEARN_BITS and hasher.modalities == ("image", "text")
 
 
 def test_hasher_refuses_what_it_cannot_read(model, tmp_path):
@@ -259,10 +260,10 @@ def test_mih_parameters_are_chosen_and_said(model, collection, tmp_path, capsys)
     argv = ["index", "--checkpoint", str(model["ckpt"]), "--out", str(out),
             "--images", str(collection / "photos"), "--kind", "mih"]  # fmt: skip
     assert retrieve.main(argv) == 0
-    n, b = 40, binary_index.mih_split(40, 16)[1]
-    assert (b, binary_index.mih_split(40, 16)[0]) == (8, 2)
-    assert "(16 bits, mih nhash=2 b=8 nflip=1, image)" in capsys.readouterr().out
-    assert load_index(out).meta["params"] == {"nhash": 2, "b": 8, "nflip": 1} and n == 40
+    nhash, b = binary_index.mih_split(40, LEARN_BITS)
+    assert (nhash, b) == (LEARN_BITS // 8, 8)  # b = log2(40) rounded, at least 8
+    assert f"({LEARN_BITS} bits, mih nhash={nhash} b=8 nflip=1, image)" in capsys.readouterr().out
+    assert load_index(out).meta["params"] == {"nhash": nhash, "b": 8, "nflip": 1}
     assert binary_index.mih_split(10_000_000, 64) == (2, 23)
     assert binary_index.mih_split(1_000_000, 64) == (3, 20)
     with pytest.raises(UserError, match="must fit in the 16-bit codes"):

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from conftest import LEARN_BITS
 
 import retrieve
 from cmh.evaluation.hamming_metrics import hamming_distance
@@ -89,7 +90,7 @@ def test_index_folder_holds_codes_items_and_meta(run, encoded):
     shown = sorted(p.name for p in root.iterdir() if p.name[0] != ".")
     assert shown == sorted([*meta["files"].values(), "meta.json"])
     assert (meta["bits"], meta["kind"], meta["split"], meta["n_items"]) == (
-        16,
+        LEARN_BITS,
         "flat",
         "database",
         216,
@@ -418,9 +419,10 @@ def test_other_checkpoint_refused(run, tmp_path, capsys):
     code, _, err = query(run, capsys, "--text", "sky", "--checkpoint", str(other))
     assert code == 2 and "was built with checkpoint" in err and f"{other} (sha256" in err
     assert "differs" in err
-    wide = perturbed(run["ckpt"], tmp_path / "wide.pt", bits=32)
+    wide = perturbed(run["ckpt"], tmp_path / "wide.pt", bits=2 * LEARN_BITS)
     code, _, err = query(run, capsys, "--text", "sky", "--checkpoint", str(wide))
-    assert code == 2 and "holds 16-bit codes" in err and "makes 32-bit codes" in err
+    assert code == 2 and f"holds {LEARN_BITS}-bit codes" in err
+    assert f"makes {2 * LEARN_BITS}-bit codes" in err
 
 
 def test_bag_of_words_text_query(run, tmp_path, capsys):
@@ -454,9 +456,9 @@ def test_index_files_for_other_bits_refused(run, tmp_path, capsys):
     index = tmp_path / "index"
     shutil.copytree(run["index"], index)
     meta = json.loads((index / "meta.json").read_text())
-    (index / "meta.json").write_text(json.dumps({**meta, "bits": 32}))
+    (index / "meta.json").write_text(json.dumps({**meta, "bits": 2 * LEARN_BITS}))
     assert retrieve.main(["query", "--index", str(index), "--text", "sky"]) == 2
-    assert "codes (216, 2) do not match meta.json bits" in capsys.readouterr().err
+    assert f"codes (216, {LEARN_BITS // 8}) do not match meta.json bits" in capsys.readouterr().err
 
 
 def test_index_output_refusals(run, tmp_path, capsys):

@@ -10,6 +10,7 @@ import json
 import logging
 
 import pytest
+from conftest import LEARN_BITS
 
 import data
 import evaluate
@@ -177,7 +178,7 @@ def test_outputs_say_where_they_went(learned_run, tmp_path, capsys):
     assert evaluate.main(argv) == 0
     printed = capsys.readouterr().out
     epoch = json.loads((learned_run / "results.json").read_text())["best_epoch"]
-    assert f"checkpoint {learned_run / 'best.pt'} (epoch {epoch}, 16 bits)" in printed
+    assert f"checkpoint {learned_run / 'best.pt'} (epoch {epoch}, {LEARN_BITS} bits)" in printed
     for name in ("results.json", "pr_curve.png", "precision_at_n.png"):
         assert str(out / name) in printed and (out / name).is_file()
     assert "next: python retrieve.py index" in printed
