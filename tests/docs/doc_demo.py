@@ -81,14 +81,14 @@ _demo: dict[str, Path] = {}
 
 
 @contextlib.contextmanager
-def readme_threads():
+def readme_threads(tmp_path_factory):
     """The threads a fresh ``python train.py --demo`` computes with on this machine (the suite
-    pins one thread, tests/conftest.py; the README's digits come from a fresh process); the
-    suite's pinning is restored after."""
+    pins one thread, tests/conftest.py; the README's digits come from a fresh process), and the
+    cores to itself (no other worker's test meanwhile); the suite's pinning is restored after."""
     import torch
-    from conftest import README_THREADS_VAR, SUITE_THREADS
+    from conftest import README_THREADS_VAR, SUITE_THREADS, all_cores
 
-    with pytest.MonkeyPatch.context() as mp:
+    with all_cores(tmp_path_factory), pytest.MonkeyPatch.context() as mp:
         mp.delenv("OMP_NUM_THREADS", raising=False)
         torch.set_num_threads(int(os.environ[README_THREADS_VAR]))
         try:
