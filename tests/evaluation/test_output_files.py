@@ -161,7 +161,7 @@ def index(tiny_run, tmp_path_factory):
 
 
 def test_item_page_is_titled_explains_frames_and_embeds(index, tmp_path, capsys):
-    from test_retrieve import printed_rows
+    from retrieve_output import printed_rows
 
     items = load_index(index).items
     item, page = items["ids"][0], tmp_path / "page.html"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import LEARN_BITS
+from retrieve_output import printed_rows
 
 import retrieve
 from cmh.evaluation.hamming_metrics import hamming_distance
@@ -31,14 +32,6 @@ def brute_force(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.n
     dist = hamming_distance(q_codes, db_codes)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(dist, order, axis=1), order
-
-
-def printed_rows(out: str) -> list[tuple[int, int]]:
-    """(id, hamming) of each result line printed by `retrieve.py query`."""
-    lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("rank  id")) + 1
-    rows = [line for line in lines[start:] if line.strip() and not line.startswith("+")]
-    return [(int(line.split()[1]), int(line.split()[2])) for line in rows]  # "+N more": the ties
 
 
 def make_checkpoint(prepared: Path, path: Path, **config) -> Path:
