@@ -133,7 +133,7 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # A module that needs every core to itself (the README's demo on all the threads a fresh process
-# takes: beside another worker's test it ran 2.8x slower, 199 s instead of 70) holds the cores
+# takes: beside another worker's test it took 199 s, alone 63 s) holds the cores
 # lock exclusively; every other test holds it shared. Through the turnstile: a waiting exclusive
 # holder keeps new shared ones out, so it is not starved. The lock files live in the folder all
 # workers' temporary folders share.

@@ -151,7 +151,6 @@ def test_the_retrieval_examples_run_and_show_the_demo_data(retrieved):
     kernels (the query line, the header, the number of rows) is compared on any machine."""
     kinds = [shlex.split(command)[2] for _, command, _, _ in retrieved]
     assert kinds.count("index") >= 1 and kinds.count("add") >= 1 and kinds.count("query") >= 3, kinds
-
     def rows(lines):  # the tie line ("+N more at distance D") depends on the codes: not counted
         return [line for line in lines if not line.startswith("+")]
 
