@@ -202,19 +202,27 @@ def _pm(stat: dict) -> str:
 
 
 def query_pages(checkpoint: Path, out: Path) -> list[Path]:
-    """retrieve.py index of the database, then one inlined HTML page per text query."""
+    """retrieve.py index of the database, then one inlined HTML page per text query: what
+    ``retrieve.py query --text T --k 10 --html PAGE --embed`` writes, searched in this process
+    (the model loaded once, not once per query)."""
+    from cmh.retrieval.index_folder import load_index
+    from cmh.retrieval.results_page import format_results, write_html
+    from cmh.retrieval.searching import Searcher
+
     index = out / "index"
     built = (index / "meta.json").is_file()
-    if not built and run_entry_point("retrieve", ["index", "--checkpoint", str(checkpoint), "--out", str(index)]):
+    if not built and run_entry_point(
+        "retrieve", ["index", "--checkpoint", str(checkpoint), "--out", str(index)]
+    ):
         raise SystemExit("error: retrieve.py index failed")
+    searcher = Searcher(load_index(index))
     pages = []
     for text in QUERIES:
         page = out / "queries" / (text.replace(" ", "-") + ".html")
         page.parent.mkdir(parents=True, exist_ok=True)
-        argv = ["query", "--index", str(index), "--text", text, "--k", "10", "--html", str(page),
-                "--embed"]  # fmt: skip
-        if run_entry_point("retrieve", argv) != 0:
-            raise SystemExit(f"error: retrieve.py {shlex.join(argv)} failed")
+        info, rows = searcher.by_text(text, 10)
+        print(format_results(info, rows, searcher.index.meta, searcher.index.items["label_names"]))
+        write_html(page, info, rows, searcher.index.meta, embed=True)
         pages.append(page)
     return pages
 

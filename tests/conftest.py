@@ -177,6 +177,15 @@ def _share_the_cores(tmp_path_factory):
         yield
 
 
+def pytest_collection_modifyitems(config, items):
+    """The files holding a slow test first (then the others, each group in collection order):
+    the workers take whole files (`--dist loadfile --no-loadscope-reorder`), so a heavy file
+    taken last would leave the other workers idle while it runs; the many light files even out
+    the end instead."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: each file stays together
+
+
 def pytest_configure(config):
     import torch
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,6 +78,7 @@ def test_bench_train_step_runs(capsys, tiny_prepared):
     assert "ratio included / excluded" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~17 s: feature extraction and training in child processes
 def test_bench_frozen_runs(capsys, tiny_prepared, tiny_flags):
     bench = load_bench("bench_frozen")
     assert bench.main(["--data", str(tiny_prepared), "--", *tiny_flags]) == 0
@@ -100,6 +103,7 @@ def test_bench_backbones_runs(capsys):
     assert len(rows) == 2 and rows[0].endswith("| 1.00 |")
 
 
+@pytest.mark.slow  # ~30 s: the sweep three ways (one at a time, two sets of threads)
 def test_bench_parallel_runs_the_three_ways(capsys, tiny_prepared, tiny_flags):
     bench = load_bench("bench_parallel")
     argv = ["--data", str(tiny_prepared), "--bits", "16", "--", *tiny_flags, "--epochs", "1",

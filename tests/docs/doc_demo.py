@@ -1,6 +1,5 @@
 """What the documentation tests share: the pages, their fenced blocks and commands, and one run
-of ``python train.py --demo`` per pytest process (both test modules of tests/docs use it; the
-demo is the one slow thing they do).
+of ``python train.py --demo`` per pytest process (the one slow thing they do).
 
 Commands on the pages are the lines of fenced blocks that start with ``$ `` (a line ending with
 a backslash continues on the next one); the lines under a command up to the next ``$ `` line
@@ -13,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,16 +97,32 @@ def readme_threads(tmp_path_factory):
             torch.set_num_threads(SUITE_THREADS)
 
 
+# A folder where the README's first command, `python train.py --demo`, has just run (`.ci/run`
+# runs it first, then the tests): its cache/demo and runs/demo are checked instead of training
+# the same demo a second time (70 s with the cores to itself). Unset: the tests train it.
+DEMO_DIR_VAR = "CMH_TESTS_DEMO_DIR"
+
+
 def demo_run(tmp_path_factory) -> Path:
     """The working directory of one ``python train.py --demo`` (``cache/demo``, ``runs/demo``),
-    run once per pytest process, as the README runs it."""
+    run once per pytest process, as the README runs it; or a copy of the one in $DEMO_DIR_VAR
+    (the later examples write into it, so the original stays as the command left it)."""
     if "cwd" not in _demo:
-        import train
-
         cwd = tmp_path_factory.mktemp("docs-demo")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(cwd)
-            assert train.main(["--demo", "--no-progress"]) == 0
+        given = os.environ.get(DEMO_DIR_VAR)
+        if given:
+            for part in ("cache/demo", "runs/demo/results.json"):
+                if not (Path(given) / part).exists():
+                    pytest.fail(f"{DEMO_DIR_VAR}={given}: no {part} there; run `python train.py "
+                                "--demo` in it first, or unset it", pytrace=False)  # fmt: skip
+            for part in ("cache/demo", "runs/demo"):
+                shutil.copytree(Path(given) / part, cwd / part, symlinks=True)
+        else:
+            import train
+
+            with pytest.MonkeyPatch.context() as mp:
+                mp.chdir(cwd)
+                assert train.main(["--demo", "--no-progress"]) == 0
         _demo["cwd"] = cwd
     return _demo["cwd"]
 

@@ -1,8 +1,8 @@
 """The README's demo numbers and the retrieval examples of the README and docs/ are what the code
 prints today, and the README's fresh-machine commands are what CI runs.
 
-One ``python train.py --demo`` (doc_demo.demo_run, shared with test_doc_commands.py) is compared
-with the README. The demo repeats exactly on one machine (crops and flips are drawn from seed,
+One ``python train.py --demo`` (doc_demo.demo_run; under `.ci/run`, the one CI has just run as
+the README's first command) is compared with the README. The demo repeats exactly on one machine (crops and flips are drawn from seed,
 epoch and item), but other CPU instruction sets round differently, so its mAPs are compared
 within doc_demo.MAP_TOLERANCE; exact equality is demanded only between two runs on this machine
 (training's final evaluation and ``evaluate.py`` on its checkpoint), and the retrieved ids only
@@ -19,6 +19,7 @@ import shlex
 
 import pytest
 from doc_demo import (
+    DEMO_DIR_VAR,
     MAP_TOLERANCE,
     PAGES,
     README,
@@ -83,15 +84,16 @@ def retrieved(demo):
 
 
 def test_ci_runs_the_readme_commands_verbatim():
-    ci = [
-        line
-        for line in (ROOT / ".ci/run").read_text().splitlines()
-        if line.startswith("python -m venv")
-    ]
+    lines = (ROOT / ".ci/run").read_text().splitlines()
+    ci = [line for line in lines if line.startswith("python -m venv")]
     assert len(ci) == 2
-    assert any("pytest" in line for line in ci) and any("train.py --demo" in line for line in ci)
+    demo, tests = ci
+    assert demo.endswith("&& python train.py --demo") and tests.endswith("&& pytest")
     for line in ci:
         assert f"\n$ {line}\n" in README_TEXT, line
+    # the tests check the demo CI has just run (doc_demo.DEMO_DIR_VAR) instead of training it again
+    between = lines[lines.index(demo) + 1 : lines.index(tests)]
+    assert f'export {DEMO_DIR_VAR}="$PWD"' in between
 
 
 def test_the_readme_is_one_page():

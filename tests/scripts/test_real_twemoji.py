@@ -9,6 +9,7 @@ import json
 import pytest
 from twemoji_packages import make_packages
 
+import retrieve
 from scripts import real_twemoji
 
 TINY = ["--image-model", "resnet18", "--image-weights", "none", "--text-model", "tiny",
@@ -56,7 +57,13 @@ def test_benchmark_end_to_end_on_a_generated_package(tmp_path, capsys):
     assert tuned_group["map_t2i"]["std"] is None  # one seed: no spread claimed
     pages = sorted(p.name for p in (out / "queries").glob("*.html"))
     assert pages == ["a-flag-of-an-island-country.html", "a-happy-face.html", "a-red-fruit.html"]
-    assert "data:image/jpeg;base64," in (out / "queries" / "a-happy-face.html").read_text()
+    shown = (out / "queries" / "a-happy-face.html").read_text()
+    assert "data:image/jpeg;base64," in shown
+    # the script searches in its own process: the page is the one `retrieve.py query` writes
+    again = tmp_path / "again.html"
+    assert retrieve.main(["query", "--index", str(out / "index"), "--text", "a happy face",
+                          "--k", "10", "--html", str(again), "--embed"]) == 0  # fmt: skip
+    assert again.read_text() == shown
     text = (out / "results.md").read_text()
     assert text.startswith("| method | bits | seeds | I2T | T2I |")
     assert text.count("\n| ") == len(rows) + len(saved["summary"]) + 1  # + the runs' header
