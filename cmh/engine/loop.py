@@ -46,6 +46,10 @@ from cmh.utils.interrupts import signals_held
 
 log = logging.getLogger("train")
 
+# RUN/curves.png is redrawn after an epoch when the last drawing is this old, and after the last
+# epoch: every epoch of a real run (minutes each), not 0.3 s of plotting per epoch of a tiny one
+CURVES_EVERY_S = 30.0
+
 
 @dataclass
 class Run:
@@ -383,6 +387,7 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
     if args.compile:  # the training forward only; evaluation and checkpoints use `model` itself
         trained = torch.compile(trained)
     best, best_epoch, graph = start["best"], start["best_epoch"], {}
+    drawn = time.monotonic()
     epochs = range(start["epoch"] + 1, args.epochs + 1)
     for epoch in progress.bar(
         epochs, "epochs", disable=not run.dist.is_main, initial=start["epoch"], total=args.epochs
@@ -406,7 +411,9 @@ def fit(run: Run, model, optimizer, start: dict) -> None:
             query_protocol(model, run, epoch)  # reported only; selection stays on validation
         record["seconds"] = round(time.perf_counter() - t0, 3)
         best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)
-        plot_run_curves(run.out)  # RUN/curves.png: losses, validation and query curves
+        if epoch == args.epochs or time.monotonic() - drawn >= CURVES_EVERY_S:
+            plot_run_curves(run.out)  # RUN/curves.png: losses, validation and query curves
+            drawn = time.monotonic()
         log.info(
             "epoch %d  loss %.4f  %s  %.1fs",
             epoch,

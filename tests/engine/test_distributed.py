@@ -12,22 +12,20 @@ import pytest
 import torch
 from learning import assert_diverse
 
+import train
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(nproc: int, prepared: Path, out: Path, flags: list[str]) -> None:
-    train_argv = ["train.py", "--data", str(prepared), "--out", str(out), *flags]
+    """One process: train.main here (one torch thread, as every test). Two: torchrun's CPU
+    processes of one thread each."""
+    train_argv = ["--data", str(prepared), "--out", str(out), *flags]
     if nproc == 1:
-        cmd = [sys.executable, *train_argv]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            *train_argv,
-        ]
+        assert train.main(train_argv) == 0
+        return
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "train.py", *train_argv]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

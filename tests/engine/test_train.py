@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import skip_compile_if_forced_isa
+from conftest import COMPARE_FLAGS, skip_compile_if_forced_isa
 from learning import assert_diverse
 
 import evaluate
@@ -76,15 +76,23 @@ def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
     assert "I2T" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_prepared, tmp_path_factory):
+    """COMPARE_FLAGS for 3 epochs in one go, no loader workers (codes checked diverse)."""
+    full = tmp_path_factory.mktemp("uninterrupted") / "full"
+    assert run_train(tiny_prepared, full, [*COMPARE_FLAGS, "--num-workers", "0"], "--epochs", "3") == 0
+    assert_diverse(full)  # a comparison of codes, not constants
+    return full
+
+
 @pytest.mark.compares
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, compare_flags, workers):
+def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, uninterrupted, workers):
     """Augmentation is drawn from (seed, epoch, item), so loader workers (persistent ones, whose
-    RNG would restart on resume) change nothing: 3 epochs == 1 epoch + --resume to 3."""
-    full, part = tmp_path / "full", tmp_path / "part"
-    flags = [*compare_flags, "--num-workers", str(workers)]
-    assert run_train(tiny_prepared, full, flags, "--epochs", "3") == 0
-    assert_diverse(full)  # a comparison of codes, not constants
+    RNG would restart on resume) change nothing: 1 epoch + --resume to 3, with 0, 1 or 2 loader
+    workers == 3 epochs in one go without workers."""
+    full, part = uninterrupted, tmp_path / "part"
+    flags = [*COMPARE_FLAGS, "--num-workers", str(workers)]
     assert run_train(tiny_prepared, part, flags, "--epochs", "1") == 0
     assert train.main(["--out", str(part), "--resume", "--epochs", "3"]) == 0
     a = torch.load(full / "last.pt", weights_only=True)
@@ -96,6 +104,24 @@ def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, compare_flags, wor
     lb = (part / "metrics.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if not k.endswith("seconds")}  # noqa: E731
     assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+@pytest.mark.parametrize("every_s, drawn_after", [(0.0, [1, 2, 3]), (1e9, [3])])
+def test_curves_are_redrawn_at_most_every_few_seconds_and_at_the_end(
+    tiny_prepared, tmp_path, tiny_flags, monkeypatch, every_s, drawn_after
+):
+    """curves.png after the epochs that end CURVES_EVERY_S after the last drawing, and the last."""
+    from cmh.engine import loop
+
+    out, drawn = tmp_path / "r", []
+
+    def plot(run_dir):
+        drawn.append(len((run_dir / "metrics.jsonl").read_text().splitlines()))
+
+    monkeypatch.setattr(loop, "CURVES_EVERY_S", every_s)
+    monkeypatch.setattr(loop, "plot_run_curves", plot)
+    assert run_train(tiny_prepared, out, tiny_flags, "--epochs", "3") == 0
+    assert drawn == drawn_after
 
 
 @pytest.mark.parametrize(
