@@ -36,7 +36,7 @@ from cmh.engine.schedules import lr_schedule
 from cmh.engine.torchrun import Dist
 from cmh.evaluation.encoding import default_directions, encode, pad_id, retrieval_metrics
 from cmh.evaluation.reference_protocol import query_protocol
-from cmh.evaluation.training_curves import plot_run_curves
+from cmh.evaluation.training_curves import CURVES_EVERY_S, plot_run_curves
 from cmh.objectives import Objective, get_objective
 from cmh.runs.checkpoints import save_checkpoint
 from cmh.runs.run_folder import write_jsonl
@@ -45,10 +45,6 @@ from cmh.utils.errors import UserError
 from cmh.utils.interrupts import signals_held
 
 log = logging.getLogger("train")
-
-# RUN/curves.png is redrawn after an epoch when the last drawing is this old, and after the last
-# epoch: every epoch of a real run (minutes each), not 0.3 s of plotting per epoch of a tiny one
-CURVES_EVERY_S = 30.0
 
 
 @dataclass

@@ -145,9 +145,13 @@ def save_atomic(fig: Figure, path: Path, dpi: int = 110) -> Path:
     return path
 
 
+# Training redraws RUN/curves.png after an epoch when the last drawing is this old, and after the
+# last epoch: every epoch of a real run (minutes each), not 0.3 s per epoch of a tiny one
+CURVES_EVERY_S = 30.0
+
+
 def plot_run_curves(run_dir: str | Path) -> Path:
-    """Write ``RUN/curves.png`` (:func:`run_curves_figure`) atomically; its path. About 0.3 s:
-    training calls it every cmh.engine.loop.CURVES_EVERY_S seconds at most, and at its end."""
+    """Write ``RUN/curves.png`` (:func:`run_curves_figure`) atomically; its path (~0.3 s)."""
     run_dir = Path(run_dir)
     return save_atomic(run_curves_figure(run_dir), run_dir / "curves.png")
 
