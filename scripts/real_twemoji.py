@@ -215,15 +215,19 @@ def query_pages(checkpoint: Path, out: Path) -> list[Path]:
         "retrieve", ["index", "--checkpoint", str(checkpoint), "--out", str(index)]
     ):
         raise SystemExit("error: retrieve.py index failed")
-    searcher = Searcher(load_index(index))
     pages = []
-    for text in QUERIES:
-        page = out / "queries" / (text.replace(" ", "-") + ".html")
-        page.parent.mkdir(parents=True, exist_ok=True)
-        info, rows = searcher.by_text(text, 10)
-        print(format_results(info, rows, searcher.index.meta, searcher.index.items["label_names"]))
-        write_html(page, info, rows, searcher.index.meta, embed=True)
-        pages.append(page)
+    try:
+        searcher = Searcher(load_index(index))
+        for text in QUERIES:
+            page = out / "queries" / (text.replace(" ", "-") + ".html")
+            page.parent.mkdir(parents=True, exist_ok=True)
+            info, rows = searcher.by_text(text, 10)
+            meta = searcher.index.meta
+            print(format_results(info, rows, meta, searcher.index.items["label_names"]))
+            write_html(page, info, rows, meta, embed=True)
+            pages.append(page)
+    except UserError as e:  # as retrieve.py says it (a stale or broken index, too few items)
+        raise SystemExit(f"error: {e}") from None
     return pages
 
 

@@ -3,8 +3,7 @@
 `Run` holds what every phase after set-up needs (arguments, data, tokenizer, model config,
 device, run folder, the loss function, frozen features, the torchrun place) and builds the
 loaders: training batches come in an order that is a function of (seed, epoch) alone, for any
-number of processes. The model and the loss are passed in (train.py builds them from models.py
-and loss.py), so nothing here imports a root module.
+number of processes. The model and the loss are passed in: nothing here imports a root module.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from cmh.engine.schedules import lr_schedule
 from cmh.engine.torchrun import Dist
 from cmh.evaluation.encoding import default_directions, encode, pad_id, retrieval_metrics
 from cmh.evaluation.reference_protocol import query_protocol
-from cmh.evaluation.training_curves import CURVES_EVERY_S, plot_run_curves
+from cmh.evaluation.training_curves import curves_kept_current
 from cmh.objectives import Objective, get_objective
 from cmh.runs.checkpoints import save_checkpoint
 from cmh.runs.run_folder import write_jsonl
@@ -369,51 +368,53 @@ def _write_epoch(run: Run, state: dict, record: dict, best: float, best_epoch):
     return best, best_epoch
 
 
+def epoch_record(run: Run, model, trained, loader, optimizer, graph: dict, epoch: int) -> dict:
+    """One epoch trained; its record so far: epoch, loss terms, seconds of the steps, rates."""
+    args, own_epoch, t0 = run.args, run.objective.train_epoch, time.perf_counter()
+    loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
+    set_learning_rates(optimizer, args, epoch)
+    if own_epoch is not None:
+        terms = own_epoch(run, model, optimizer, run.objective_state, epoch)
+    elif args.cuda_graphs:
+        terms = graph_epoch(run, model, loader, graph, optimizer, epoch)
+    else:
+        terms = train_one_epoch(run, trained, loader, optimizer, epoch)
+    record = {"epoch": epoch, **terms, "train_seconds": round(time.perf_counter() - t0, 3)}
+    record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    return record
+
+
 def fit(run: Run, model, optimizer, start: dict) -> None:
-    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt).
-    Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
+    """The epochs: train, validate every --eval-every epochs, checkpoint (best.pt, last.pt), keep
+    curves.png current. Under torchrun, rank 0 alone validates, writes checkpoints and logs."""
     args, dist = run.args, run.dist
     loader = run.loader("train", train=True)
-    own_epoch = run.objective.train_epoch
-    if own_epoch is not None:  # it averages gradients itself (cmh.objectives.dcmh); rank 0's start
+    if run.objective.train_epoch is not None:  # it averages gradients itself (objectives.dcmh)
         trained = model
-        torchrun.broadcast_module(dist, model, parameters=True)
+        torchrun.broadcast_module(dist, model, parameters=True)  # rank 0's start
     else:
         trained = DistributedDataParallel(model) if dist.enabled else model
     if args.compile:  # the training forward only; evaluation and checkpoints use `model` itself
         trained = torch.compile(trained)
     best, best_epoch, graph = start["best"], start["best_epoch"], {}
-    drawn = time.monotonic()
     epochs = range(start["epoch"] + 1, args.epochs + 1)
-    for epoch in progress.bar(
-        epochs, "epochs", disable=not run.dist.is_main, initial=start["epoch"], total=args.epochs
-    ):
-        t0 = time.perf_counter()
-        loader.sampler.set_epoch(epoch)  # the shuffling order is a function of (seed, epoch)
-        set_learning_rates(optimizer, args, epoch)
-        if own_epoch is not None:
-            record = {"epoch": epoch, **own_epoch(run, model, optimizer, run.objective_state, epoch)}
-        elif args.cuda_graphs:
-            record = {"epoch": epoch, **graph_epoch(run, model, loader, graph, optimizer, epoch)}
-        else:
-            record = {"epoch": epoch, **train_one_epoch(run, trained, loader, optimizer, epoch)}
-        record["train_seconds"] = round(time.perf_counter() - t0, 3)  # the steps alone
-        record["lr"] = {g["name"]: g["lr"] for g in optimizer.param_groups}
-        if not dist.is_main:
-            continue
-        if epoch % args.eval_every == 0 or epoch == args.epochs:
-            record.update(validate(model, run))
-        if args.query_every and epoch % args.query_every == 0:
-            query_protocol(model, run, epoch)  # reported only; selection stays on validation
-        record["seconds"] = round(time.perf_counter() - t0, 3)
-        best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)
-        if epoch == args.epochs or time.monotonic() - drawn >= CURVES_EVERY_S:
-            plot_run_curves(run.out)  # RUN/curves.png: losses, validation and query curves
-            drawn = time.monotonic()
-        log.info(
-            "epoch %d  loss %.4f  %s  %.1fs",
-            epoch,
-            record["loss"],
-            "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map")),
-            record["seconds"],
-        )
+    bar = progress.bar(
+        epochs, "epochs", disable=not dist.is_main, initial=start["epoch"], total=args.epochs
+    )
+    with curves_kept_current(run.out, enabled=dist.is_main) as after_epoch:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            record = epoch_record(run, model, trained, loader, optimizer, graph, epoch)
+            if not dist.is_main:
+                continue
+            if epoch % args.eval_every == 0 or epoch == args.epochs:
+                record.update(validate(model, run))
+            if args.query_every and epoch % args.query_every == 0:
+                query_protocol(model, run, epoch)  # reported only; selection stays on validation
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            best, best_epoch = checkpoint_epoch(run, model, optimizer, record, best, best_epoch)
+            after_epoch(last=epoch == args.epochs)  # RUN/curves.png: losses, validation, queries
+            vals = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_map"))
+            log.info(
+                "epoch %d  loss %.4f  %s  %.1fs", epoch, record["loss"], vals, record["seconds"]
+            )

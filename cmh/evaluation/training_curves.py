@@ -11,8 +11,12 @@ global figure state and no backend switch (as in :mod:`cmh.evaluation.plots`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -24,6 +28,7 @@ LOSS_TERMS = ("i2t", "t2i", "i2i", "t2t", "quant")
 DIRECTION_ORDER = ("i2t", "t2i", "i2i", "t2t")
 QUERY_LABEL = "queries (reference protocol, not used for selection)"
 QUERY_COLOURS = {"i2t": "tab:red", "t2i": "tab:purple", "i2i": "tab:brown", "t2t": "tab:pink"}
+log = logging.getLogger("train")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -145,15 +150,44 @@ def save_atomic(fig: Figure, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-# Training redraws RUN/curves.png after an epoch when the last drawing is this old, and after the
-# last epoch: every epoch of a real run (minutes each), not 0.3 s per epoch of a tiny one
-CURVES_EVERY_S = 30.0
-
-
 def plot_run_curves(run_dir: str | Path) -> Path:
     """Write ``RUN/curves.png`` (:func:`run_curves_figure`) atomically; its path (~0.3 s)."""
     run_dir = Path(run_dir)
     return save_atomic(run_curves_figure(run_dir), run_dir / "curves.png")
+
+
+# Training redraws RUN/curves.png after an epoch that ends this long after the last drawing (or
+# the start): every epoch of a real run (minutes each), not 0.3 s per epoch of a tiny one
+CURVES_EVERY_S = 30.0
+
+
+@contextlib.contextmanager
+def curves_kept_current(run_dir: Path, enabled: bool = True) -> Iterator[Callable[[bool], None]]:
+    """For a training loop: the function to call after each epoch's metrics line is written,
+    ``after_epoch(last)``, which redraws ``RUN/curves.png`` after the last epoch or when the last
+    drawing (or the start) is CURVES_EVERY_S old; a loop that stops early (Ctrl-C, an error)
+    has the epochs it wrote since the last drawing drawn on its way out. ``enabled`` False
+    (another rank than 0): nothing is drawn."""
+    metrics = Path(run_dir) / "metrics.jsonl"
+    state = {"at": time.monotonic(), "epochs": len(read_jsonl(metrics))}
+
+    def draw() -> None:
+        plot_run_curves(run_dir)
+        state.update(at=time.monotonic(), epochs=len(read_jsonl(metrics)))
+
+    def after_epoch(last: bool) -> None:
+        if enabled and (last or time.monotonic() - state["at"] >= CURVES_EVERY_S):
+            draw()
+
+    try:
+        yield after_epoch
+    except BaseException:
+        if enabled and len(read_jsonl(metrics)) > state["epochs"]:
+            try:
+                draw()
+            except Exception as e:  # the stop's own cause is what propagates
+                log.warning("%s not redrawn: %s", Path(run_dir) / "curves.png", e)
+        raise
 
 
 def mean_validation_curve(run_dir: Path) -> tuple[list[int], list[float]]:

@@ -1,5 +1,6 @@
 """What the documentation tests share: the pages, their fenced blocks and commands, and one run
-of ``python train.py --demo`` per pytest process (the one slow thing they do).
+of ``python train.py --demo`` per pytest process (the one slow thing they do), or a copy of the
+one `.ci/run` has just run (DEMO_DIR_VAR).
 
 Commands on the pages are the lines of fenced blocks that start with ``$ `` (a line ending with
 a backslash continues on the next one); the lines under a command up to the next ``$ `` line
@@ -115,8 +116,11 @@ def demo_run(tmp_path_factory) -> Path:
                 if not (Path(given) / part).exists():
                     pytest.fail(f"{DEMO_DIR_VAR}={given}: no {part} there; run `python train.py "
                                 "--demo` in it first, or unset it", pytrace=False)  # fmt: skip
-            for part in ("cache/demo", "runs/demo"):
-                shutil.copytree(Path(given) / part, cwd / part, symlinks=True)
+            shutil.copytree(Path(given) / "cache/demo", cwd / "cache/demo", symlinks=True)
+            (cwd / "runs/demo").mkdir(parents=True)
+            for file in (Path(given) / "runs/demo").iterdir():  # what training wrote, not what
+                if file.is_file() and file.suffix != ".html":  # the examples add (index/, pages)
+                    shutil.copy2(file, cwd / "runs/demo" / file.name)
         else:
             import train
 

@@ -2,11 +2,12 @@
 prints today, and the README's fresh-machine commands are what CI runs.
 
 One ``python train.py --demo`` (doc_demo.demo_run; under `.ci/run`, the one CI has just run as
-the README's first command) is compared with the README. The demo repeats exactly on one machine (crops and flips are drawn from seed,
-epoch and item), but other CPU instruction sets round differently, so its mAPs are compared
-within doc_demo.MAP_TOLERANCE; exact equality is demanded only between two runs on this machine
-(training's final evaluation and ``evaluate.py`` on its checkpoint), and the retrieved ids only
-when this machine prints the README's digits exactly (the same kernels).
+the README's first command) is compared with the README. The demo repeats exactly on one machine
+(crops and flips are drawn from seed, epoch and item), but other CPU instruction sets round
+differently, so its mAPs are compared within doc_demo.MAP_TOLERANCE; exact equality is demanded
+only between two runs on this machine (training's final evaluation and ``evaluate.py`` on its
+checkpoint), and the retrieved ids only when this machine prints the README's digits exactly (the
+same kernels).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def test_ci_runs_the_readme_commands_verbatim():
     assert demo.endswith("&& python train.py --demo") and tests.endswith("&& pytest")
     for line in ci:
         assert f"\n$ {line}\n" in README_TEXT, line
+    assert README_TEXT.index(demo) < README_TEXT.index(tests)  # "in this order"
     # the tests check the demo CI has just run (doc_demo.DEMO_DIR_VAR) instead of training it again
     between = lines[lines.index(demo) + 1 : lines.index(tests)]
     assert f'export {DEMO_DIR_VAR}="$PWD"' in between

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -106,22 +107,40 @@ def test_resume_equals_uninterrupted(tiny_prepared, tmp_path, uninterrupted, wor
     assert [strip(x) for x in la] == [strip(x) for x in lb]
 
 
-@pytest.mark.parametrize("every_s, drawn_after", [(0.0, [1, 2, 3]), (1e9, [3])])
-def test_curves_are_redrawn_at_most_every_few_seconds_and_at_the_end(
-    tiny_prepared, tmp_path, tiny_flags, monkeypatch, every_s, drawn_after
+@pytest.mark.parametrize(
+    "every_s, stop_after, drawn_after",
+    [(0.0, None, [1, 2, 3]), (1e9, None, [3]), (1e9, 2, [2, 3]), (1e9, 1, [1, 3])],
+)
+def test_curves_are_redrawn_every_few_seconds_at_the_end_and_on_a_stop(
+    tiny_prepared, tmp_path, tiny_flags, monkeypatch, every_s, stop_after, drawn_after
 ):
-    """curves.png after the epochs that end CURVES_EVERY_S after the last drawing, and the last."""
+    """curves.png after the epochs that end CURVES_EVERY_S after the last drawing, after the
+    last, and, when a run stops early (Ctrl-C after epoch `stop_after`'s files), on its way out;
+    the --resume that finishes it draws its last epoch."""
     from cmh.engine import loop
+    from cmh.evaluation import training_curves
+    from cmh.utils.interrupts import Interrupted
 
-    out, drawn = tmp_path / "r", []
+    out, drawn, written = tmp_path / "r", [], loop.checkpoint_epoch
 
     def plot(run_dir):
         drawn.append(len((run_dir / "metrics.jsonl").read_text().splitlines()))
 
-    monkeypatch.setattr(loop, "CURVES_EVERY_S", every_s)
-    monkeypatch.setattr(loop, "plot_run_curves", plot)
-    assert run_train(tiny_prepared, out, tiny_flags, "--epochs", "3") == 0
-    assert drawn == drawn_after
+    def checkpoint_then_stop(run, model, optimizer, record, best, best_epoch):
+        kept = written(run, model, optimizer, record, best, best_epoch)
+        if record["epoch"] == stop_after and not (out / "stopped").exists():
+            (out / "stopped").touch()
+            raise Interrupted(signal.SIGINT)
+        return kept
+
+    monkeypatch.setattr(training_curves, "CURVES_EVERY_S", every_s)
+    monkeypatch.setattr(training_curves, "plot_run_curves", plot)
+    monkeypatch.setattr(loop, "checkpoint_epoch", checkpoint_then_stop)
+    status = run_train(tiny_prepared, out, tiny_flags, "--epochs", "3")
+    if stop_after is not None:
+        assert status == 130 and drawn == [stop_after]
+        assert train.main(["--out", str(out), "--resume"]) == 0
+    assert status in (0, 130) and drawn == drawn_after
 
 
 @pytest.mark.parametrize(
