@@ -218,12 +218,12 @@ def query_pages(checkpoint: Path, out: Path) -> list[Path]:
     pages = []
     try:
         searcher = Searcher(load_index(index))
+        meta, label_names = searcher.index.meta, searcher.index.items["label_names"]
         for text in QUERIES:
             page = out / "queries" / (text.replace(" ", "-") + ".html")
             page.parent.mkdir(parents=True, exist_ok=True)
             info, rows = searcher.by_text(text, 10)
-            meta = searcher.index.meta
-            print(format_results(info, rows, meta, searcher.index.items["label_names"]))
+            print(format_results(info, rows, meta, label_names))
             write_html(page, info, rows, meta, embed=True)
             pages.append(page)
     except UserError as e:  # as retrieve.py says it (a stale or broken index, too few items)

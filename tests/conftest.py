@@ -115,13 +115,14 @@ def pytest_addoption(parser):
                      "must fail)")  # fmt: skip
 
 
-# One torch thread per pytest process, and per process it starts: torch's float reductions are
-# split by thread, so a tiny run's digits (and whether its towers learn) would depend on the
-# machine's core count; with one thread they depend on the CPU's instruction set alone, and two
-# worker processes (pytest-xdist, `-n auto` in pyproject.toml) use two cores better than one
-# process of two threads (measured on 2 cores: this suite 586 s; the suite of commit 2b36b53, one
-# process of two threads, 921 s right after, same venv). The README's demo is run as the README runs it (tests/docs/doc_demo.py):
-# with the threads a fresh `python train.py --demo` takes here, recorded before the pinning.
+# One torch thread per pytest process, and per process it starts: torch's float reductions are split
+# by thread, so a tiny run's digits (and whether its towers learn) would depend on the machine's
+# core count; with one thread they depend on the CPU's instruction set alone, and two worker
+# processes (pytest-xdist, `-n auto` in pyproject.toml) use two cores better than one process of two
+# threads (measured on 2 cores: this suite 586 s; the suite of commit 2b36b53, one process of two
+# threads, 921 s right after, same venv). The README's demo is run as the README runs it
+# (tests/docs/doc_demo.py): with the threads a fresh `python train.py --demo` takes here, recorded
+# before the pinning.
 SUITE_THREADS = 1
 README_THREADS_VAR = "CMH_TESTS_README_THREADS"
 MAX_WORKERS = 8

@@ -81,7 +81,8 @@ def test_evaluate_reproduces_final_numbers(finished_run, tmp_path, capsys):
 def uninterrupted(tiny_prepared, tmp_path_factory):
     """COMPARE_FLAGS for 3 epochs in one go, no loader workers (codes checked diverse)."""
     full = tmp_path_factory.mktemp("uninterrupted") / "full"
-    assert run_train(tiny_prepared, full, [*COMPARE_FLAGS, "--num-workers", "0"], "--epochs", "3") == 0
+    flags = [*COMPARE_FLAGS, "--num-workers", "0", "--epochs", "3"]
+    assert run_train(tiny_prepared, full, flags) == 0
     assert_diverse(full)  # a comparison of codes, not constants
     return full
 
