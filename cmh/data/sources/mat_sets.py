@@ -18,11 +18,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cmh.data.sources.mat_files import Cell, LazyArray, MatFile
 from cmh.utils.errors import UserError
+
+if TYPE_CHECKING:  # mat_files brings h5py and scipy.io: imported on the first .mat opened
+    from cmh.data.sources.mat_files import Cell, LazyArray, MatFile
 
 # role -> (split-file suffix, keys in the order tried); "names" is optional
 DCMH_ROLES = {
@@ -177,10 +180,17 @@ def _text_list(entries: list[Cell], name: str) -> list[str]:
     return [str(e) for e in entries]
 
 
+def _open(path: Path, stack: ExitStack) -> MatFile:
+    """The .mat file ``path``, open until ``stack`` closes."""
+    from cmh.data.sources.mat_files import MatFile
+
+    return stack.enter_context(MatFile(path))
+
+
 def _dcmh_files(path: Path, stack: ExitStack) -> dict[str, MatFile]:
     """role -> the open file that holds it: one merged file, or a folder of split files."""
     if path.is_file():
-        mat = stack.enter_context(MatFile(path))
+        mat = _open(path, stack)
         return dict.fromkeys(DCMH_ROLES, mat)
     if not path.is_dir():
         raise UserError(f"{path}: no such file or folder")
@@ -191,7 +201,7 @@ def _dcmh_files(path: Path, stack: ExitStack) -> dict[str, MatFile]:
             names = ", ".join(p.name for p in found)
             raise UserError(f"{path}: several *{suffix} files ({names}); keep one set per folder")
         if found:
-            files[role] = stack.enter_context(MatFile(found[0]))
+            files[role] = _open(found[0], stack)
         elif role != "names":
             listed = ", ".join(sorted(p.name for p in path.glob("*.mat"))) or "none"
             raise UserError(f"{path}: no *{suffix} file ({role}); .mat files found: {listed}")
@@ -291,7 +301,7 @@ def _clip_files(folder: Path, stack: ExitStack) -> dict[str, tuple[MatFile, str]
         if not (folder / filename).is_file():
             listed = ", ".join(sorted(p.name for p in folder.glob("*.mat"))) or "none"
             raise UserError(f"{folder}: no {filename}; .mat files found: {listed}")
-        mat = stack.enter_context(MatFile(folder / filename))
+        mat = _open(folder / filename, stack)
         out[role] = (mat, mat.find(keys, role))
     return out
 
