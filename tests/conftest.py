@@ -133,9 +133,9 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-# A module that needs every core to itself (the README's demo on all the threads a fresh process
-# takes: beside another worker's test it took 199 s, alone 63 s) holds the cores
-# lock exclusively; every other test holds it shared. Through the turnstile: a waiting exclusive
+# What needs every core to itself (training the README's demo on all the threads a fresh process
+# takes, tests/docs/doc_demo.py: beside another worker's test it took 199 s, alone 63 s) holds the
+# cores lock exclusively; every test holds it shared. Through the turnstile: a waiting exclusive
 # holder keeps new shared ones out, so it is not starved. The lock files live in the folder all
 # workers' temporary folders share.
 _exclusive: list[bool] = []

@@ -82,14 +82,14 @@ _demo: dict[str, Path] = {}
 
 
 @contextlib.contextmanager
-def readme_threads(tmp_path_factory):
+def readme_threads():
     """The threads a fresh ``python train.py --demo`` computes with on this machine (the suite
-    pins one thread, tests/conftest.py; the README's digits come from a fresh process), and the
-    cores to itself (no other worker's test meanwhile); the suite's pinning is restored after."""
+    pins one thread, tests/conftest.py; the README's digits come from a fresh process, and the
+    thread count decides them, not what else runs); the suite's pinning is restored after."""
     import torch
-    from conftest import README_THREADS_VAR, SUITE_THREADS, all_cores
+    from conftest import README_THREADS_VAR, SUITE_THREADS
 
-    with all_cores(tmp_path_factory), pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:
         mp.delenv("OMP_NUM_THREADS", raising=False)
         torch.set_num_threads(int(os.environ[README_THREADS_VAR]))
         try:
@@ -121,10 +121,12 @@ def demo_run(tmp_path_factory) -> Path:
             for file in (Path(given) / "runs/demo").iterdir():  # what training wrote, not what
                 if file.is_file() and file.suffix != ".html":  # the examples add (index/, pages)
                     shutil.copy2(file, cwd / "runs/demo" / file.name)
-        else:
+        else:  # with the cores to itself: beside another worker's test it took 199 s, alone 63 s
+            from conftest import all_cores
+
             import train
 
-            with pytest.MonkeyPatch.context() as mp:
+            with all_cores(tmp_path_factory), pytest.MonkeyPatch.context() as mp:
                 mp.chdir(cwd)
                 assert train.main(["--demo", "--no-progress"]) == 0
         _demo["cwd"] = cwd

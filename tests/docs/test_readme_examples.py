@@ -44,10 +44,10 @@ README_TEXT = README.read_text(encoding="utf-8")
 
 
 # the whole module (its tests run on one worker: --dist loadfile) on the threads the demo was
-# trained with, so evaluate and retrieve print what the README shows, and alone
+# trained with, so evaluate and retrieve print what the README shows
 @pytest.fixture(scope="module", autouse=True)
-def threads_as_the_readme(tmp_path_factory):
-    with readme_threads(tmp_path_factory):
+def threads_as_the_readme():
+    with readme_threads():
         yield
 
 
