@@ -202,8 +202,10 @@ def test_caption_markers_give_the_reference_token_ids(tiny_prepared):
 @pytest.mark.slow
 def test_seed_recipe_run_records_and_evaluate_applies_it(tiny_prepared, compare_flags, tmp_path):
     out = tmp_path / "run"
+    # the reference's torchvision tower (a timm model's own mean/std would replace the recipe's)
     argv = ["--data", str(tiny_prepared), "--out", str(out), *compare_flags, "--recipe", "seed",
-            "--epochs", "2", "--query-every", "1", "--max-length", "0"]  # fmt: skip
+            "--image-model", "resnet18", "--epochs", "2", "--query-every", "1",
+            "--max-length", "0"]  # fmt: skip
     assert train.main(argv) == 0
     assert_diverse(out)
     state = torch.load(out / "best.pt", weights_only=True)

@@ -60,5 +60,5 @@ def test_a_flag_without_its_input_names_the_input(tmp_path, capsys):
 
 def test_a_source_needs_a_way_to_be_read():
     with pytest.raises(ValueError, match="give prepare, or plan and stage_images"):
-        DataSource("broken", "x", selects=("x",)).__class__  # constructing is fine
-        register_source(DataSource("broken", "x", selects=("x",)))
+        broken = DataSource("broken", "x", selects=("x",))  # constructing is fine
+        register_source(broken)

@@ -42,8 +42,11 @@ def _epoch(batches, epoch: int, prepare) -> list[dict]:
 def test_resident_batches_are_the_loader_batches(run):
     loader = run.loader("train", train=True)
     _several_captions(loader.dataset)
-    resident = ResidentBatches(loader.dataset, run.device, BATCH, run.args.seed,
-                               pad_id(run.tokenizer))  # fmt: skip
+    # as train.py builds it: the run's framing and mean/std (the tiny timm model's own, not
+    # ImageNet's), its seed and batch size
+    resident = resident_or_none(loader.dataset, run.device, run.args, pad_id(run.tokenizer),
+                                logging.getLogger("test"))  # fmt: skip
+    assert run.args.image_norm not in ("imagenet", None)  # a path that dropped it would differ
     assert len(resident) == len(loader.dataset) // BATCH  # the partial batch dropped
     for epoch in (1, 2, 3):
         expected = _epoch(loader, epoch, lambda b: run.prepare_batch(b, train=True))

@@ -112,7 +112,7 @@ def test_two_processes_fine_tuning_equals_one(tiny_prepared, tmp_path, tiny_flag
 
 @pytest.mark.slow
 def test_two_processes_full_model_run(tiny_prepared, tmp_path, tiny_flags):
-    """Both backbones fine-tuned (ResNet-18 BatchNorm and text dropout live) under torchrun:
+    """Both backbones fine-tuned (the image tower's BatchNorm and text dropout live) under torchrun:
     completes and writes one run folder from rank 0 with the final evaluation. Not compared with
     one process: BatchNorm statistics over each rank's half batch and per-rank dropout masks make
     the two legitimately different (the exact comparison is the test above)."""

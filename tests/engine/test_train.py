@@ -276,9 +276,9 @@ def test_frozen_feature_mode(learn_prepared, tmp_path, caplog, capsys):
     from learning import assert_learned
 
     cache = tmp_path / "features"
-    # only the hash layers train, on random frozen backbones: 40 cheap epochs at lr 3e-3 (about
-    # 25 s here) give diverse codes and mAP about chance + 0.2
-    flags = [*LEARN_FLAGS, "--freeze-backbones", "--feature-cache", str(cache), "--lr", "3e-3",
+    # only the hash layers train, on random frozen backbones: 40 cheap epochs at lr 1e-2 give
+    # diverse codes and mAP about chance + 0.2 / + 0.16 (measured here; lr 3e-3: + 0.14 / + 0.08)
+    flags = [*LEARN_FLAGS, "--freeze-backbones", "--feature-cache", str(cache), "--lr", "1e-2",
              "--epochs", "40", "--eval-every", "5"]  # fmt: skip
     assert run_train(learn_prepared, tmp_path / "a", flags) == 0
     files = list(cache.glob("features-*.pt"))
