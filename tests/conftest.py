@@ -12,7 +12,7 @@ import pytest
 # Flags for a tiny, fast, offline model: timm's test_resnet (a ResNet with BatchNorm, 0.37 M
 # parameters, random) at 32 px, and a 2-layer BERT of width 64 with a WordPiece vocabulary trained
 # on the training captions. With the reference's ResNet-18 (11.7 M) every tiny run wrote 20 times
-# the checkpoint bytes and stepped Adam over them: this suite took 431 s with it, 348 s with this
+# the checkpoint bytes and stepped Adam over them: this suite took 431 s with it, 352 s with this
 # (one machine, one hour). Tests of the torchvision path name --image-model resnet18 themselves.
 TINY_FLAGS = [
     "--image-model",
