@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OLD = "d44c9e6"  # the last commit before the cmh/ redesign
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
-# tests/conftest.py's TINY_FLAGS: random ResNet-18 at 32 px, a 2-layer BERT of width 64
+# tests/conftest.py's TINY_FLAGS as they were at the redesign (random ResNet-18 at 32 px, a 2-layer
+# BERT of width 64); the tests have since used timm's test_resnet, these stay what was compared
 TINY_FLAGS = ["--image-size", "32", "--image-weights", "none", "--text-model", "tiny",
               "--bits", "16", "--margin", "6", "--batch-size", "16", "--lr", "1e-3",
               "--max-length", "24", "--eval-every", "1"]  # fmt: skip

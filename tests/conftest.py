@@ -145,7 +145,7 @@ def pytest_xdist_auto_num_workers(config):
 # cores lock exclusively; every test holds it shared. Through the turnstile: a waiting exclusive
 # holder keeps new shared ones out, so it is not starved. The lock files live in the folder all
 # workers' temporary folders share.
-_exclusive: list[bool] = []
+_sharing: list[bool] = []  # whether this worker holds the lock shared (during a test)
 
 
 def _lock_files(tmp_path_factory) -> tuple[Path, Path]:
@@ -167,22 +167,24 @@ def _cores(tmp_path_factory, mode: int):
 
 @contextlib.contextmanager
 def all_cores(tmp_path_factory):
-    """Run the body with no test of another worker running meanwhile."""
+    """Run the body with no test of another worker running meanwhile. From a module- or
+    session-scoped fixture (set up before a test's own share of the lock): inside a test this
+    worker would wait for its own shared lock for ever."""
+    if _sharing:
+        raise RuntimeError("all_cores inside a test: call it from a module- or session-scoped "
+                           "fixture")  # fmt: skip
     with _cores(tmp_path_factory, fcntl.LOCK_EX):
-        _exclusive.append(True)
-        try:
-            yield
-        finally:
-            _exclusive.pop()
+        yield
 
 
 @pytest.fixture(autouse=True)
 def _share_the_cores(tmp_path_factory):
-    if _exclusive:  # inside this worker's all_cores: the lock is this process's already
-        yield
-        return
     with _cores(tmp_path_factory, fcntl.LOCK_SH):
-        yield
+        _sharing.append(True)
+        try:
+            yield
+        finally:
+            _sharing.pop()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -59,6 +59,6 @@ def test_a_flag_without_its_input_names_the_input(tmp_path, capsys):
 
 
 def test_a_source_needs_a_way_to_be_read():
+    broken = DataSource("broken", "x", selects=("x",))  # constructing is fine
     with pytest.raises(ValueError, match="give prepare, or plan and stage_images"):
-        broken = DataSource("broken", "x", selects=("x",))  # constructing is fine
         register_source(broken)
