@@ -104,6 +104,21 @@ def test_compare_runs_names_a_failed_run_and_a_printed_difference(cb, tmp_path):
     )
 
 
+def test_an_entry_added_on_purpose_is_named_and_any_other_is_a_difference(cb, tmp_path):
+    sides = {}
+    for side, extra in (("old", {}), ("new", {"epochs": 8}), ("other", {"epochs": 8, "x": 1})):
+        (tmp_path / side).mkdir()
+        _write(tmp_path / side / "metrics.jsonl", RECORDS)
+        (tmp_path / side / "results.json").write_text(json.dumps({"map_i2t": 0.5, **extra}))
+        sides[side] = {"rc": 0, "out": tmp_path / side, "log": tmp_path / "x.log",
+                       "maps": (0.5, 0.6)}
+    assert cb.compare_runs(sides["old"], sides["new"]) == (
+        f"identical; results.json adds 'epochs' ({cb.ADDED_SINCE['epochs']})"
+    )
+    assert cb.compare_runs(sides["old"], sides["other"]) == "results.json: key 'x' only in new"
+    assert cb.compare_runs(sides["new"], sides["old"]) == "results.json: key 'epochs' only in old"
+
+
 @pytest.mark.parametrize("flag", ["--old", "--new"])
 def test_an_unknown_revision_is_refused_in_one_line(cb, flag, tmp_path, capsys):
     out = tmp_path / "out"
