@@ -176,7 +176,7 @@ PARSED = {
     'python retrieve.py query --index runs/text-32/index --text "a white church with a red roof" --k 5': NEEDS_REAL,
     'python scripts/caption_lengths.py --data data/real --text-model "$MINILM"': NEEDS_REAL,
     "python scripts/compare_recipes.py runs/reproduce": "needs runs/reproduce, the 36 runs of scripts/reproduce_seed.sh",
-    "python scripts/compare_behaviour.py --out /tmp/cb_final": "16 trainings in two trees (~30-60 min here)",
+    "python scripts/compare_behaviour.py --out /tmp/cb_final": "8 trainings in two trees (6 min here, idle)",
     "python bench/bench_loss.py": BENCH,
     "python bench/bench_eval.py": BENCH,
     "OPENBLAS_NUM_THREADS=1 python bench/bench_eval.py": BENCH,
