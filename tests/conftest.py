@@ -12,8 +12,10 @@ import pytest
 # Flags for a tiny, fast, offline model: timm's test_resnet (a ResNet with BatchNorm, 0.37 M
 # parameters, random) at 32 px, and a 2-layer BERT of width 64 with a WordPiece vocabulary trained
 # on the training captions. With the reference's ResNet-18 (11.7 M) every tiny run wrote 20 times
-# the checkpoint bytes and stepped Adam over them: this suite took 431 s with it, 352 s with this
-# (one machine, one hour). Tests of the torchvision path name --image-model resnet18 themselves.
+# the checkpoint bytes and stepped Adam over them: a 3-epoch run of these flags took 9.3-9.6 s of
+# CPU with it and 7.1-7.2 s with this (`/usr/bin/time python train.py --data D --out R FLAGS
+# --epochs 3`, then with `--image-model resnet18` appended). Tests of the torchvision path name
+# resnet18 themselves.
 TINY_FLAGS = [
     "--image-model",
     "timm:test_resnet",
@@ -57,7 +59,8 @@ def tiny_flags() -> list[str]:
 # nearly the same for every caption, so [CLS] codes collapse to one), 32 bits, 6 epochs over 120
 # training items. Measured here (one thread; two threads give other digits): I2T / T2I chance +
 # 0.31 / + 0.25, codes of 75% / 77% of the items distinct, within 0.01 of that with the AVX2
-# kernels forced (at 16 bits: 36% / 43%, less room above learning.MIN_DISTINCT).
+# kernels forced (`pytest -n 0 -s tests/engine/test_learning_fixture.py` prints them). 16 bits
+# leave fewer distinct codes, less room above learning.MIN_DISTINCT.
 LEARN_BITS = 32
 LEARN_FLAGS = [*TINY_FLAGS, "--pooling", "mean", "--epochs", "6", "--bits", str(LEARN_BITS),
                "--margin", "12"]  # fmt: skip
@@ -100,8 +103,8 @@ skip_compile_if_forced_isa = pytest.mark.skipif(
 # A tiny run whose codes differ from item to item in both modalities after one epoch, for tests
 # that compare two code paths (they check it with learning.assert_diverse): TINY_FLAGS at 64 bits
 # with the text mean-pooled. Measured here after one epoch on tiny_prepared's 120 items: 87% of
-# the image codes and 94% of the text codes distinct (TINY_FLAGS: 18% and 1%: one text code for
-# all), the same with the AVX2 kernels forced.
+# the image codes and 94% of the text codes distinct, the same with the AVX2 kernels forced (the
+# same command prints them; TINY_FLAGS' [CLS] pooling gives one text code for all).
 COMPARE_FLAGS = [*TINY_FLAGS, "--bits", "64", "--margin", "24", "--pooling", "mean"]
 
 

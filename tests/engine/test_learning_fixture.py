@@ -7,14 +7,27 @@ import shutil
 
 import pytest
 import torch
-from learning import assert_learned, distinct_fraction
+from conftest import COMPARE_FLAGS
+from learning import assert_diverse, assert_learned, distinct_fraction
 
+import train
 from cmh.runs.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_the_learned_run_is_diverse_and_above_chance(learned_run):
     report = assert_learned(learned_run)
     assert set(report["distinct"]) == {"image", "text"}
+    r = report["results"]  # what conftest's comment quotes (`pytest -n 0 -s` shows it)
+    print(f"\nLEARN_FLAGS: I2T chance + {r['map_i2t'] - r['chance_i2t']:.2f}, T2I chance + "
+          f"{r['map_t2i'] - r['chance_t2i']:.2f}, distinct {report['distinct']}")  # fmt: skip
+
+
+def test_the_compare_flags_give_diverse_codes_after_one_epoch(tiny_prepared, tmp_path):
+    """conftest.COMPARE_FLAGS' premise: one epoch gives both towers codes of their own."""
+    out = tmp_path / "run"
+    argv = ["--data", str(tiny_prepared), "--out", str(out), *COMPARE_FLAGS, "--epochs", "1"]
+    assert train.main(argv) == 0
+    print(f"\nCOMPARE_FLAGS after one epoch: distinct {assert_diverse(out)}")
 
 
 def test_distinct_fraction():

@@ -277,7 +277,8 @@ def test_frozen_feature_mode(learn_prepared, tmp_path, caplog, capsys):
 
     cache = tmp_path / "features"
     # only the hash layers train, on random frozen backbones: 40 cheap epochs at lr 1e-2 give
-    # diverse codes and mAP about chance + 0.2 / + 0.16 (measured here; lr 3e-3: + 0.14 / + 0.08)
+    # diverse codes and mAP about chance + 0.2 / + 0.16 (lr 3e-3: + 0.14 / + 0.08; `pytest -n 0 -s`
+    # prints them)
     flags = [*LEARN_FLAGS, "--freeze-backbones", "--feature-cache", str(cache), "--lr", "1e-2",
              "--epochs", "40", "--eval-every", "5"]  # fmt: skip
     assert run_train(learn_prepared, tmp_path / "a", flags) == 0
@@ -292,7 +293,11 @@ def test_frozen_feature_mode(learn_prepared, tmp_path, caplog, capsys):
     for k, v in state["model"].items():
         if ".head." not in k:
             assert torch.equal(v, first["model"][k]), k
-    assert_learned(tmp_path / "a")
+    report = assert_learned(tmp_path / "a")
+    r = report["results"]
+    with capsys.disabled():  # `pytest -n 0 -s` shows it
+        print(f"\nfrozen heads: I2T chance + {r['map_i2t'] - r['chance_i2t']:.2f}, T2I chance "
+              f"+ {r['map_t2i'] - r['chance_t2i']:.2f}, distinct {report['distinct']}")  # fmt: skip
     theirs = json.loads((tmp_path / "a" / "results.json").read_text())
     best = str(tmp_path / "a" / "best.pt")
     for cached in (True, False):  # with the run's cache, then a full forward pass without it
